@@ -1,0 +1,33 @@
+# dd_add_test(NAME name COMMAND exe args... [NPROCS n] [LABELS ...] [TIMEOUT s])
+# NPROCS runs the command under mpiexec with n ranks (oversubscribed, one
+# BLAS thread each). Every test gets a TIMEOUT so a hang fails instead of
+# stalling CI.
+set(DD_MPI_ENV
+  "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_btl_vader_single_copy_mechanism=none")
+if(DDTRAIN_SANITIZE)
+  # Open MPI and hwloc keep allocations until exit; LeakSanitizer suppressions for them
+  list(APPEND DD_MPI_ENV
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0"
+    "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
+    "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+endif()
+
+function(dd_add_test)
+  cmake_parse_arguments(T "" "NAME;NPROCS;TIMEOUT" "COMMAND;LABELS;ENV" ${ARGN})
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 120)
+  endif()
+  if(T_NPROCS)
+    set(cmd ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${T_NPROCS} --oversubscribe
+            ${MPIEXEC_PREFLAGS} ${T_COMMAND})
+  else()
+    set(cmd ${T_COMMAND})
+  endif()
+  add_test(NAME ${T_NAME} COMMAND ${cmd})
+  set_tests_properties(${T_NAME} PROPERTIES
+    LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "${DD_MPI_ENV};${T_ENV}")
+  if(T_NPROCS)
+    set_tests_properties(${T_NAME} PROPERTIES PROCESSORS ${T_NPROCS})
+  endif()
+endfunction()

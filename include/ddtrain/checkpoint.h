@@ -1,0 +1,50 @@
+/* ddtrain checkpoints: HDF5 files with every parameter, buffer and optimizer
+ * state tensor under its natural shape, plus the training position, the
+ * config text and a format version (layout in docs/checkpoint-format.md).
+ *
+ * Rank 0 does the file I/O (all replicas are identical) and the others wait
+ * for its status, so a failed write or a bad file stops every rank with the
+ * same message. Files are written to a temporary name, fsynced and renamed:
+ * a crash never leaves a partial file under a checkpoint's name. */
+#ifndef DDTRAIN_CHECKPOINT_H
+#define DDTRAIN_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddtrain/comm.h"
+#include "ddtrain/model.h"
+#include "ddtrain/optim.h"
+
+#define DD_CKPT_FORMAT "ddtrain-checkpoint"
+#define DD_CKPT_VERSION 1
+
+/* Where training stands. All randomness is counter-based on (seed, epoch,
+ * step), so together with the tensors this is the complete state. */
+typedef struct dd_train_state {
+  int64_t step;         /* optimizer steps taken */
+  int64_t epoch;        /* epoch in progress (0-based) */
+  int64_t batch;        /* next global batch within the epoch */
+  int64_t samples_seen; /* training samples consumed */
+  uint64_t seed;
+  int64_t nranks;     /* ranks of the run that wrote it (informational) */
+  int64_t batch_size; /* global batch size of that run */
+} dd_train_state;
+
+/* Save to dir/ckpt-<step>.h5 and keep the newest `keep` files (keep <= 0:
+ * keep all). The final path is written into path_out if given. */
+int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
+                       const dd_train_state *st, const char *config_text, char *path_out, size_t path_n);
+
+/* Load tensors (and optimizer state and training state, if o/st are not
+ * NULL) into an already built model. Shapes must match the model. */
+int dd_checkpoint_load(dd_comm *c, const char *path, dd_model *m, dd_optim *o, dd_train_state *st);
+
+/* The config text stored in a checkpoint (to rebuild its model). *text is
+ * owned by the caller (dd_free). */
+int dd_checkpoint_config(dd_comm *c, const char *path, char **text);
+
+/* Newest readable checkpoint in dir into path; DD_ENOTFOUND if none. */
+int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n);
+
+#endif

@@ -1,0 +1,62 @@
+/* ddtrain comm: everything ranks say to each other (the only mpi.h user
+ * besides I/O). Every call is collective over the job unless noted; MPI
+ * failures come back as DD_EMPI with file:line and MPI's own message. */
+#ifndef DDTRAIN_COMM_H
+#define DDTRAIN_COMM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct dd_comm dd_comm;
+
+/* Initialise MPI (if not yet) with errors returned, not fatal. *out owned by
+ * the caller; dd_comm_finalize frees it and finalises MPI if we started it. */
+int dd_comm_init(int *argc, char ***argv, dd_comm **out);
+void dd_comm_finalize(dd_comm *c);
+/* A one-rank communicator of this process alone (MPI must be initialised):
+ * runs the single-rank reference of a distributed computation in the same
+ * program. Free with dd_comm_finalize (MPI stays up). Not collective. */
+int dd_comm_self(dd_comm **out);
+
+int dd_comm_rank(const dd_comm *c);
+int dd_comm_size(const dd_comm *c);
+/* Ranks on this node and this rank's index among them (not collective). */
+int dd_comm_local_size(const dd_comm *c);
+int dd_comm_local_rank(const dd_comm *c);
+/* Number of nodes (distinct hosts) in the job. */
+int dd_comm_nodes(const dd_comm *c);
+/* This host's name (not collective). */
+const char *dd_comm_host(const dd_comm *c);
+
+/* In-place sums across ranks. */
+int dd_comm_allreduce_f32(dd_comm *c, float *buf, int64_t n);
+int dd_comm_allreduce_f64(dd_comm *c, double *buf, int64_t n);
+/* dd_pass.allreduce adapter: ctx is a dd_comm*. */
+int dd_comm_allreduce_cb(void *ctx, double *buf, int n);
+/* In-place max across ranks. */
+int dd_comm_allreduce_max_i64(dd_comm *c, int64_t *buf, int n);
+
+/* Gather float rows: rank r contributes count floats; root receives all of
+ * them in rank order into recv (ignored elsewhere). */
+int dd_comm_gather_f32(dd_comm *c, const float *send, int64_t count, float *recv, int root);
+
+/* Broadcast bytes from root (any size; chunked below MPI's int limit). */
+int dd_comm_bcast(dd_comm *c, void *buf, int64_t bytes, int root);
+
+/* Ranks decide together. Every rank passes its own status; if any is
+ * non-zero, every rank returns the status and the one-line message of the
+ * lowest failing rank (adopted into dd_error_message), so rank 0 can print
+ * it and all ranks exit with the same code instead of hanging. */
+int dd_comm_agree(dd_comm *c, int status);
+/* Like dd_comm_agree when only `root` can have failed (it read a file the
+ * others wait for): root's status and message go to everyone. */
+int dd_comm_bcast_status(dd_comm *c, int status, int root);
+
+/* True on every rank iff all ranks passed the same value. */
+int dd_comm_same_u64(dd_comm *c, uint64_t v, bool *same);
+
+int dd_comm_barrier(dd_comm *c);
+/* Last resort when ranks cannot agree (e.g. a rank is stuck). */
+void dd_comm_abort(dd_comm *c, int code);
+
+#endif

@@ -1,0 +1,52 @@
+/* ddtrain config: a YAML run description (libyaml) with key=value overrides,
+ * checked against a schema. Every error names the key and where it came
+ * from ("run.yaml:12: ..." or "command line 'optim.lr=x': ..."). */
+#ifndef DDTRAIN_CONFIG_H
+#define DDTRAIN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ddtrain/layers.h"
+#include "ddtrain/optim.h"
+
+#define DD_PATH_MAX 1024
+
+typedef struct dd_config {
+  char source[DD_PATH_MAX]; /* config file, or "checkpoint" */
+  /* model */
+  dd_shape input; /* declared per-sample input shape; ndim 0 = from data */
+  int nlayers;
+  dd_layer_spec *layers; /* [nlayers] owned */
+  int loss;              /* DD_LOSS_* */
+  /* data */
+  char train[DD_PATH_MAX];
+  char val[DD_PATH_MAX];
+  char x[256], y[256];
+  double val_fraction;
+  bool drop_last;
+  /* optim */
+  dd_optim_spec optim;
+  /* train */
+  int64_t batch_size, epochs, max_steps, seed, threads, log_every;
+  char metrics[DD_PATH_MAX];
+  /* checkpoint */
+  char ckpt_dir[DD_PATH_MAX];
+  int64_t ckpt_every_epochs, ckpt_every_steps, ckpt_keep;
+  /* the effective config (file + overrides) as YAML, stored in checkpoints */
+  char *text;
+} dd_config;
+
+/* Parse a YAML file, apply overrides ("section.key=value", list items by
+ * index: "model.layers.0.units=256") and check everything. *out owned by the
+ * caller (dd_config_free). */
+int dd_config_load(const char *path, int noverrides, char *const *overrides, dd_config **out);
+/* Same from text in memory; origin is used in messages. */
+int dd_config_parse(const char *text, const char *origin, int noverrides, char *const *overrides, dd_config **out);
+void dd_config_free(dd_config *c);
+
+/* Reference of all keys with defaults and one-line help (for --help and
+ * the docs). */
+const char *dd_config_reference(void);
+
+#endif

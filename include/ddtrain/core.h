@@ -1,0 +1,59 @@
+/* ddtrain core: overflow-checked allocation, deterministic RNG, hashing, timing. */
+#ifndef DDTRAIN_CORE_H
+#define DDTRAIN_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ddtrain/status.h"
+
+#define DD_VERSION_MAJOR 0
+#define DD_VERSION_MINOR 1
+#define DD_VERSION_PATCH 0
+#define DD_VERSION_STRING "0.1.0"
+
+#define DD_ALIGN 64 /* bytes; arenas are aligned for AVX-512 loads */
+
+/* All allocation goes through these. Sizes are n * size, checked for
+ * overflow; memory is zeroed and DD_ALIGN-aligned. Returns NULL on failure
+ * (after recording a DD_ENOMEM message). dd_free(NULL) is a no-op. */
+void *dd_alloc(size_t n, size_t size);
+void dd_free(void *p);
+/* Duplicate a NUL-terminated string (NULL in -> NULL out). Caller frees with
+ * dd_free. */
+char *dd_strdup(const char *s);
+
+/* xoshiro256** generator. Seeded from (seed, stream) through splitmix64 so
+ * independent streams (init, shuffling, dropout, ...) never overlap in
+ * practice. The state is four words and can be checkpointed as is. */
+typedef struct dd_rng {
+  uint64_t s[4];
+} dd_rng;
+
+void dd_rng_seed(dd_rng *r, uint64_t seed, uint64_t stream);
+uint64_t dd_rng_u64(dd_rng *r);
+/* Uniform in [0, n) without modulo bias; n > 0. */
+uint64_t dd_rng_below(dd_rng *r, uint64_t n);
+/* Uniform float in [0, 1) with 24 random bits. */
+float dd_rng_uniform(dd_rng *r);
+/* Standard normal (Box-Muller, double precision internally). */
+double dd_rng_normal(dd_rng *r);
+
+/* Stateless 64-bit mix of three words (splitmix64 finaliser chain): the same
+ * inputs give the same output on every rank, so per-sample randomness (e.g.
+ * dropout masks) does not depend on how a batch is split across ranks. */
+uint64_t dd_hash3(uint64_t a, uint64_t b, uint64_t c);
+/* Uniform float in [0, 1) from a hash value. */
+float dd_hash_uniform(uint64_t h);
+
+/* FNV-1a over bytes: parameter checksums compared across ranks. */
+uint64_t dd_fnv1a(const void *data, size_t bytes, uint64_t h);
+#define DD_FNV_OFFSET 0xcbf29ce484222325ULL
+
+/* Fisher-Yates permutation of 0..n-1 into perm, driven by r. */
+void dd_permutation(int64_t *perm, int64_t n, dd_rng *r);
+
+/* Monotonic wall clock in seconds. */
+double dd_now(void);
+
+#endif

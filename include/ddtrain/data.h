@@ -1,0 +1,124 @@
+/* ddtrain data: HDF5 datasets in memory, splits, the epoch sampler, and
+ * writers for synthetic, imported and predicted data (hdf5.h lives here and
+ * in checkpoint only).
+ *
+ * A dataset file holds features /x [N, ...] (any numeric type, converted to
+ * float32) and labels /y: [N] or [N, T] integer class ids, or [N] / [N, K]
+ * float targets. Dataset names are configurable.
+ *
+ * The loader reads on rank 0 and broadcasts, so a shared filesystem sees one
+ * reader and a bad file fails on every rank with the same message. The
+ * dd_split/dd_data_gather interface is what the trainer uses, so a streaming
+ * reader for data larger than memory can replace the in-memory one. */
+#ifndef DDTRAIN_DATA_H
+#define DDTRAIN_DATA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ddtrain/comm.h"
+#include "ddtrain/layers.h"
+
+enum { DD_LABELS_CLASS = 1, DD_LABELS_FLOAT = 2 };
+
+typedef struct dd_dataset {
+  char path[1024];
+  char xname[256], yname[256];
+  int64_t n;       /* samples */
+  dd_shape xshape; /* per sample */
+  int64_t xsize;
+  int ykind;       /* DD_LABELS_*, 0 = no labels loaded */
+  dd_shape yshape; /* per sample: [] (ndim 0) for one label, [T] or [K] */
+  int64_t ysize;
+  int64_t nclasses;  /* class labels: max label + 1 */
+  float *x;          /* [n * xsize] owned */
+  int32_t *yc;       /* [n * ysize] class ids (negative = masked) */
+  float *yf;         /* [n * ysize] float targets */
+  char *class_names; /* newline-separated names of class ids, or NULL */
+} dd_dataset;
+
+/* Load path:xname/yname collectively (yname NULL or "": features only,
+ * ykind 0). `key` names the config key the path
+ * came from (e.g. "data.train") for error messages. *out owned by caller. */
+int dd_data_load(dd_comm *c, const char *path, const char *xname, const char *yname, const char *key, dd_dataset **out);
+void dd_data_free(dd_dataset *ds);
+
+/* A subset of a dataset's rows (train/validation split). */
+typedef struct dd_split {
+  const dd_dataset *ds; /* borrowed */
+  int64_t n;
+  int64_t *rows; /* [n] owned; NULL = rows 0..n-1 */
+} dd_split;
+
+/* Whole dataset as one split. */
+void dd_split_all(const dd_dataset *ds, dd_split *s);
+/* Hold out round(frac * N) rows (chosen by a permutation of seed) for
+ * validation; the rest train. Both keep file order within themselves. */
+int dd_split_holdout(const dd_dataset *ds, double frac, uint64_t seed, dd_split *train, dd_split *val);
+void dd_split_free(dd_split *s);
+
+/* Copy the rows at split positions pos[0..n) into x[n, xsize] and
+ * y[n, ysize] (int32 or float per ds->ykind; y may be NULL). */
+void dd_data_gather(const dd_split *s, const int64_t *pos, int n, float *x, void *y);
+
+/* ---- sampler: the same global batches on any number of ranks ---------- */
+
+/* The epoch's order of positions 0..n-1: a permutation from (seed, epoch). */
+void dd_sampler_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch);
+/* Global batches per epoch: ceil(n / B), or floor with drop_last. */
+int64_t dd_sampler_batches(int64_t n, int64_t B, bool drop_last);
+/* Size of global batch b (the last one may be partial). */
+int64_t dd_sampler_batch_size(int64_t n, int64_t B, int64_t b);
+/* Rank r's contiguous share [lo, hi) of a global batch of gsize samples:
+ * gsize / P each, the first gsize % P ranks one more. */
+void dd_sampler_shard(int64_t gsize, int P, int r, int64_t *lo, int64_t *hi);
+
+/* ---- writing (rank 0 only; atomic: temporary file, fsync, rename) ------ */
+
+enum { DD_F32 = 1, DD_I32 = 2 };
+typedef struct dd_array {
+  const char *name; /* "/x" */
+  int type;         /* DD_F32 or DD_I32 */
+  int ndim;
+  int64_t dims[DD_SHAPE_MAX + 1];
+  const void *data;
+} dd_array;
+typedef struct dd_attr {
+  const char *name;
+  const char *text; /* string attribute, or NULL for the integer */
+  int64_t value;
+} dd_attr;
+
+int dd_data_write(const char *path, const dd_array *arrays, int narrays, const dd_attr *attrs, int nattrs);
+/* Write a dataset struct as /x, /y (+ format attributes). */
+int dd_data_save(const dd_dataset *ds, const char *path, const char *origin);
+
+/* Print shapes, types, label counts and feature statistics of every
+ * dataset in an HDF5 file. */
+int dd_data_inspect(const char *path, FILE *out);
+
+/* ---- synthetic data and converters (data synth / data import) -------- */
+
+typedef struct dd_synth_spec {
+  bool regression;
+  int64_t samples, features, classes; /* classes = outputs for regression */
+  double noise;
+  uint64_t seed;
+  dd_shape image; /* if ndim 3: x stored as [N, C, H, W] (features = C*H*W) */
+} dd_synth_spec;
+/* Build a learnable dataset in memory; *out owned by the caller. */
+int dd_data_synth(const dd_synth_spec *s, dd_dataset **out);
+
+/* CSV: one row per sample; `label` names the label column by header name
+ * or 0-based index (negative counts from the end; NULL = last column). A
+ * header row is detected when the first row is not all numbers. Integer
+ * labels are class ids; non-numeric labels are mapped to ids in sorted
+ * order (names kept in class_names). regression: the label column is a
+ * float target. */
+int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_dataset **out);
+/* MNIST-style IDX (images idx3-ubyte, labels idx1-ubyte); pixels scaled to
+ * [0, 1], stored as [N, 1, H, W]. */
+int dd_data_import_idx(const char *images, const char *labels, dd_dataset **out);
+
+#endif

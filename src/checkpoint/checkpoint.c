@@ -1,0 +1,409 @@
+/* Checkpoint files: atomic save on rank 0, validated load + broadcast. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../data/h5util.h"
+#include "ddtrain/checkpoint.h"
+#include "ddtrain/core.h"
+
+#define PATH_N 4096
+
+static int make_dirs(const char *dir) {
+  char buf[PATH_N];
+  snprintf(buf, sizeof buf, "%s", dir);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+      return dd_error(DD_EIO, "cannot create checkpoint directory '%s': %s (checkpoint.dir)", buf, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+    return dd_error(DD_EIO, "cannot create checkpoint directory '%s': %s (checkpoint.dir)", buf, strerror(errno));
+  return DD_OK;
+}
+
+static int write_tensor(hid_t parent, const char *group, const char *name, const dd_param *p, const float *data,
+                        const char *path) {
+  char full[512];
+  snprintf(full, sizeof full, "%s/%s", group, name);
+  hsize_t dims[DD_SHAPE_MAX];
+  for (int i = 0; i < p->ndim; i++)
+    dims[i] = (hsize_t)p->dims[i];
+  hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  hid_t sp = H5Screate_simple(p->ndim, dims, NULL);
+  hid_t ds = H5Dcreate2(parent, full, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = DD_OK;
+  if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    rc = DD_H5_FAIL(full, path);
+  if (ds >= 0)
+    H5Dclose(ds);
+  H5Sclose(sp);
+  H5Pclose(lcpl);
+  return rc;
+}
+
+static int write_file(const char *tmp, const char *final, const dd_model *m, const dd_optim *o,
+                      const dd_train_state *st, const char *config_text) {
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0)
+    return dd_error(DD_EIO, "cannot create checkpoint '%s'; check that checkpoint.dir is writable and has space", tmp);
+  int rc = DD_OK;
+  for (int i = 0; i < m->ntensors && rc == DD_OK; i++) {
+    const dd_tensor_ref *t = &m->tensors[i];
+    rc = write_tensor(f, t->is_buffer ? "/buffers" : "/params", t->name, t->param, t->param->data, final);
+  }
+  for (int s = 0; o && s < o->nstate && rc == DD_OK; s++) {
+    char group[128];
+    snprintf(group, sizeof group, "/optim/%s", o->state_name[s]);
+    for (int i = 0; i < m->ntensors && rc == DD_OK; i++) {
+      const dd_tensor_ref *t = &m->tensors[i];
+      if (!t->is_buffer)
+        rc = write_tensor(f, group, t->name, t->param, o->state[s] + t->param->offset, final);
+    }
+  }
+  /* layer types on the layer groups, so a reader can tell what is what */
+  for (int i = 0; i < m->nlayers && rc == DD_OK; i++) {
+    char g[64];
+    snprintf(g, sizeof g, "/params/layer%d", i);
+    if (H5Lexists(f, "/params", H5P_DEFAULT) > 0 && H5Lexists(f, g, H5P_DEFAULT) > 0) {
+      hid_t gid = H5Gopen2(f, g, H5P_DEFAULT);
+      if (gid >= 0) {
+        dd__h5_attr_str(gid, "type", m->layers[i].kind->name);
+        H5Gclose(gid);
+      }
+    }
+  }
+  char stamp[64];
+  time_t now = time(NULL);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  if (rc == DD_OK &&
+      (dd__h5_attr_str(f, "format", DD_CKPT_FORMAT) < 0 || dd__h5_attr_i64(f, "format_version", DD_CKPT_VERSION) < 0 ||
+       dd__h5_attr_str(f, "ddtrain_version", DD_VERSION_STRING) < 0 || dd__h5_attr_str(f, "created", stamp) < 0 ||
+       dd__h5_attr_i64(f, "step", st->step) < 0 || dd__h5_attr_i64(f, "epoch", st->epoch) < 0 ||
+       dd__h5_attr_i64(f, "batch_in_epoch", st->batch) < 0 ||
+       dd__h5_attr_i64(f, "samples_seen", st->samples_seen) < 0 || dd__h5_attr_i64(f, "seed", (int64_t)st->seed) < 0 ||
+       dd__h5_attr_str(f, "rng", "counter-based: shuffle = f(seed, epoch), dropout = f(seed, step, sample)") < 0 ||
+       dd__h5_attr_i64(f, "nranks", st->nranks) < 0 || dd__h5_attr_i64(f, "batch_size", st->batch_size) < 0 ||
+       dd__h5_attr_i64(f, "nlayers", m->nlayers) < 0 || dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
+       dd__h5_attr_str(f, "optimizer", o ? dd_optim_name(o->spec.kind) : "none") < 0 ||
+       dd__h5_attr_i64(f, "optimizer_steps", o ? o->t : 0) < 0 ||
+       dd__h5_attr_str(f, "config", config_text ? config_text : "") < 0))
+    rc = DD_H5_FAIL("writing attributes", final);
+  if (H5Fclose(f) < 0 && rc == DD_OK)
+    rc = DD_H5_FAIL("closing", final);
+  return rc;
+}
+
+/* Checkpoint files in dir, newest (highest step) first. */
+static int list_ckpts(const char *dir, char ***names, int *count) {
+  *names = NULL;
+  *count = 0;
+  DIR *d = opendir(dir);
+  if (!d)
+    return errno == ENOENT ? DD_OK
+                           : dd_error(DD_EIO, "cannot read checkpoint directory '%s': %s", dir, strerror(errno));
+  int cap = 0;
+  struct dirent *e;
+  int rc = DD_OK;
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 9 || strcmp(e->d_name + len - 3, ".h5") != 0)
+      continue;
+    if (*count == cap) {
+      int nc = cap ? cap * 2 : 16;
+      char **nn = dd_alloc((size_t)nc, sizeof *nn);
+      if (!nn) {
+        rc = DD_ENOMEM;
+        break;
+      }
+      if (*names)
+        memcpy(nn, *names, sizeof *nn * (size_t)*count);
+      dd_free(*names);
+      *names = nn;
+      cap = nc;
+    }
+    (*names)[(*count)++] = dd_strdup(e->d_name);
+  }
+  closedir(d);
+  /* zero-padded steps: reverse lexicographic order is newest first */
+  for (int i = 1; i < *count; i++)
+    for (int j = i; j > 0 && strcmp((*names)[j - 1], (*names)[j]) < 0; j--) {
+      char *t = (*names)[j];
+      (*names)[j] = (*names)[j - 1];
+      (*names)[j - 1] = t;
+    }
+  return rc;
+}
+
+static void free_list(char **names, int count) {
+  for (int i = 0; i < count; i++)
+    dd_free(names[i]);
+  dd_free(names);
+}
+
+static int save_root(const char *dir, int keep, const dd_model *m, const dd_optim *o, const dd_train_state *st,
+                     const char *config_text, char *final, size_t final_n) {
+  dd__h5_quiet();
+  int rc = make_dirs(dir);
+  if (rc)
+    return rc;
+  char tmp[PATH_N + 64];
+  snprintf(final, final_n, "%s/ckpt-%010lld.h5", dir, (long long)st->step);
+  snprintf(tmp, sizeof tmp, "%s/.ckpt-%010lld.h5.tmp.%d", dir, (long long)st->step, (int)getpid());
+  rc = write_file(tmp, final, m, o, st, config_text);
+  if (rc == DD_OK)
+    rc = dd__h5_commit(tmp, final);
+  else
+    unlink(tmp);
+  if (rc == DD_OK && keep > 0) {
+    char **names;
+    int count;
+    if (list_ckpts(dir, &names, &count) == DD_OK) {
+      for (int i = keep; i < count; i++) {
+        char p[PATH_N + 300];
+        snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+        unlink(p);
+      }
+      free_list(names, count);
+    }
+  }
+  return rc;
+}
+
+int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
+                       const dd_train_state *st, const char *config_text, char *path_out, size_t path_n) {
+  char final[PATH_N + 64] = "";
+  int rc = DD_OK;
+  if (dd_comm_rank(c) == 0)
+    rc = save_root(dir, keep, m, o, st, config_text, final, sizeof final);
+  rc = dd_comm_bcast_status(c, rc, 0);
+  if (rc == DD_OK && path_out) {
+    rc = dd_comm_bcast(c, final, sizeof final, 0);
+    snprintf(path_out, path_n, "%s", final);
+  }
+  return rc;
+}
+
+/* ---- load -------------------------------------------------------------- */
+
+static int open_ckpt(const char *path, hid_t *f) {
+  int rc = dd__h5_check_readable(path, "checkpoint");
+  if (rc)
+    return rc;
+  *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (*f < 0)
+    return DD_H5_FAIL("H5Fopen", path);
+  char fmt[64];
+  int64_t ver = 0;
+  if (dd__h5_read_attr_str(*f, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, DD_CKPT_FORMAT) != 0) {
+    H5Fclose(*f);
+    return dd_error(DD_ECKPT, "'%s' is not a ddtrain checkpoint (no format = \"%s\" attribute)", path, DD_CKPT_FORMAT);
+  }
+  if (dd__h5_read_attr_i64(*f, "format_version", &ver) != 0 || ver < 1 || ver > DD_CKPT_VERSION) {
+    H5Fclose(*f);
+    return dd_error(DD_ECKPT,
+                    "checkpoint '%s' has format version %lld; this ddtrain (%s) reads versions 1..%d; upgrade ddtrain",
+                    path, (long long)ver, DD_VERSION_STRING, DD_CKPT_VERSION);
+  }
+  return DD_OK;
+}
+
+static int read_tensor(hid_t f, const char *path, const char *group, const dd_tensor_ref *t, float *dst) {
+  char full[512];
+  snprintf(full, sizeof full, "%s/%s", group, t->name);
+  const dd_param *p = t->param;
+  char want[64];
+  dd_shape ws = {p->ndim, {0}};
+  for (int i = 0; i < p->ndim; i++)
+    ws.d[i] = p->dims[i];
+  dd_shape_str(ws, want, sizeof want);
+  if (H5Lexists(f, group, H5P_DEFAULT) <= 0 || H5Lexists(f, full, H5P_DEFAULT) <= 0)
+    return dd_error(DD_ECKPT,
+                    "checkpoint '%s' has no %s (shape %s) that the model needs; it was written for a different model",
+                    path, full, want);
+  hid_t ds = H5Dopen2(f, full, H5P_DEFAULT);
+  if (ds < 0)
+    return DD_H5_FAIL(full, path);
+  hid_t sp = H5Dget_space(ds);
+  int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t dims[DD_SHAPE_MAX] = {0};
+  int same = nd == p->ndim;
+  if (same && nd > 0) {
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    for (int i = 0; i < nd; i++)
+      same = same && (int64_t)dims[i] == p->dims[i];
+  }
+  H5Sclose(sp);
+  int rc = DD_OK;
+  if (!same) {
+    char have[64] = "";
+    dd_shape hs = {nd > 0 && nd <= DD_SHAPE_MAX ? nd : 0, {0}};
+    for (int i = 0; i < hs.ndim; i++)
+      hs.d[i] = (int64_t)dims[i];
+    dd_shape_str(hs, have, sizeof have);
+    rc = dd_error(DD_ECKPT,
+                  "checkpoint '%s': %s has shape %s but the model expects %s; the config's model differs from the one "
+                  "that wrote the checkpoint",
+                  path, full, have, want);
+  } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
+    rc = DD_H5_FAIL(full, path);
+  }
+  H5Dclose(ds);
+  return rc;
+}
+
+static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state *st) {
+  hid_t f;
+  int rc = open_ckpt(path, &f);
+  if (rc)
+    return rc;
+  int64_t nlayers = 0, ntensors = 0;
+  dd__h5_read_attr_i64(f, "nlayers", &nlayers);
+  dd__h5_read_attr_i64(f, "ntensors", &ntensors);
+  if (nlayers != m->nlayers || ntensors != m->ntensors)
+    rc = dd_error(DD_ECKPT,
+                  "checkpoint '%s' holds a model with %lld layers (%lld tensors), the config's model has %d (%d); use "
+                  "the config the checkpoint was trained with",
+                  path, (long long)nlayers, (long long)ntensors, m->nlayers, m->ntensors);
+  for (int i = 0; i < m->ntensors && rc == DD_OK; i++) {
+    const dd_tensor_ref *t = &m->tensors[i];
+    rc = read_tensor(f, path, t->is_buffer ? "/buffers" : "/params", t, t->param->data);
+  }
+  if (rc == DD_OK && o) {
+    char oname[64] = "";
+    dd__h5_read_attr_str(f, "optimizer", oname, sizeof oname);
+    if (strcmp(oname, dd_optim_name(o->spec.kind)) != 0)
+      rc = dd_error(
+          DD_ECKPT,
+          "checkpoint '%s' was written with optimizer '%s' but the config uses '%s'; resume with the same optim.name",
+          path, oname, dd_optim_name(o->spec.kind));
+    for (int s = 0; s < o->nstate && rc == DD_OK; s++) {
+      char group[128];
+      snprintf(group, sizeof group, "/optim/%s", o->state_name[s]);
+      for (int i = 0; i < m->ntensors && rc == DD_OK; i++) {
+        const dd_tensor_ref *t = &m->tensors[i];
+        if (!t->is_buffer)
+          rc = read_tensor(f, path, group, t, o->state[s] + t->param->offset);
+      }
+    }
+    if (rc == DD_OK && dd__h5_read_attr_i64(f, "optimizer_steps", &o->t) != 0)
+      rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the optimizer_steps attribute", path);
+  }
+  if (rc == DD_OK && st) {
+    int64_t seed = 0;
+    if (dd__h5_read_attr_i64(f, "step", &st->step) || dd__h5_read_attr_i64(f, "epoch", &st->epoch) ||
+        dd__h5_read_attr_i64(f, "batch_in_epoch", &st->batch) ||
+        dd__h5_read_attr_i64(f, "samples_seen", &st->samples_seen) || dd__h5_read_attr_i64(f, "seed", &seed) ||
+        dd__h5_read_attr_i64(f, "nranks", &st->nranks) || dd__h5_read_attr_i64(f, "batch_size", &st->batch_size))
+      rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks training-state attributes (step, epoch, ...)", path);
+    st->seed = (uint64_t)seed;
+  }
+  H5Fclose(f);
+  return rc;
+}
+
+int dd_checkpoint_load(dd_comm *c, const char *path, dd_model *m, dd_optim *o, dd_train_state *st) {
+  int rc = DD_OK;
+  if (dd_comm_rank(c) == 0)
+    rc = load_root(path, m, o, st);
+  rc = dd_comm_bcast_status(c, rc, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, m->params, m->nparams * 4, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, m->buffers, m->nbuffers * 4, 0);
+  for (int s = 0; o && s < o->nstate && rc == DD_OK; s++)
+    rc = dd_comm_bcast(c, o->state[s], o->n * 4, 0);
+  if (rc == DD_OK && o)
+    rc = dd_comm_bcast(c, &o->t, sizeof o->t, 0);
+  if (rc == DD_OK && st)
+    rc = dd_comm_bcast(c, st, sizeof *st, 0);
+  return rc;
+}
+
+int dd_checkpoint_config(dd_comm *c, const char *path, char **text) {
+  *text = NULL;
+  int rc = DD_OK;
+  int64_t len = 0;
+  char *buf = NULL;
+  if (dd_comm_rank(c) == 0) {
+    hid_t f;
+    rc = open_ckpt(path, &f);
+    if (rc == DD_OK) {
+      hid_t a = H5Aexists(f, "config") > 0 ? H5Aopen(f, "config", H5P_DEFAULT) : -1;
+      if (a < 0) {
+        rc = dd_error(DD_ECKPT, "checkpoint '%s' has no config attribute", path);
+      } else {
+        hid_t t = H5Aget_type(a);
+        len = (int64_t)H5Tget_size(t) + 1;
+        H5Tclose(t);
+        H5Aclose(a);
+        buf = dd_alloc((size_t)len, 1);
+        if (!buf)
+          rc = DD_ENOMEM;
+        else if (dd__h5_read_attr_str(f, "config", buf, (size_t)len) != 0)
+          rc = dd_error(DD_ECKPT, "checkpoint '%s': cannot read the config attribute", path);
+      }
+      H5Fclose(f);
+    }
+  }
+  rc = dd_comm_bcast_status(c, rc, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, &len, sizeof len, 0);
+  if (rc == DD_OK && !buf) {
+    buf = dd_alloc((size_t)len, 1);
+    rc = dd_comm_agree(c, buf ? DD_OK : DD_ENOMEM);
+  } else if (rc == DD_OK) {
+    rc = dd_comm_agree(c, DD_OK);
+  }
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, buf, len, 0);
+  if (rc) {
+    dd_free(buf);
+    return rc;
+  }
+  *text = buf;
+  return DD_OK;
+}
+
+int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n) {
+  char found[PATH_N + 300] = "";
+  int rc = DD_OK;
+  if (dd_comm_rank(c) == 0) {
+    dd__h5_quiet();
+    char **names;
+    int count;
+    rc = list_ckpts(dir, &names, &count);
+    for (int i = 0; rc == DD_OK && i < count && !found[0]; i++) {
+      char p[PATH_N + 300];
+      snprintf(p, sizeof p, "%s/%s", dir, names[i]);
+      hid_t f;
+      if (open_ckpt(p, &f) == DD_OK) {
+        H5Fclose(f);
+        snprintf(found, sizeof found, "%s", p);
+      } else {
+        /* a damaged newest file: say so, fall back to the one before */
+        fprintf(stderr, "ddtrain: warning: skipping unreadable checkpoint: %s\n", dd_error_message());
+        dd_error_clear();
+      }
+    }
+    if (rc == DD_OK)
+      free_list(names, count);
+    if (rc == DD_OK && !found[0])
+      rc = DD_ENOTFOUND;
+  }
+  rc = dd_comm_bcast_status(c, rc, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, found, sizeof found, 0);
+  if (rc == DD_OK)
+    snprintf(path, n, "%s", found);
+  return rc;
+}

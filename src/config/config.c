@@ -1,0 +1,609 @@
+/* The config schema: sections, keys, defaults, checks and messages. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ddtrain/config.h"
+#include "tree.h"
+
+enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS };
+
+typedef struct field {
+  const char *key;
+  int type;
+  size_t off;  /* into dd_config */
+  size_t size; /* strings: buffer size */
+  double min, max;
+  const char *def; /* default, parsed like user input ("" = none) */
+  const char *help;
+} field;
+
+typedef struct section {
+  const char *name;
+  const field *fields;
+  int nfields;
+} section;
+
+#define OFF(f) offsetof(dd_config, f)
+#define OPT(f) (offsetof(dd_config, optim) + offsetof(dd_optim_spec, f))
+#define STR(f) OFF(f), sizeof(((dd_config *)0)->f)
+
+static const field model_fields[] = {
+    {"input", F_SHAPE, OFF(input), 0, 1, 1e9, "",
+     "per-sample input shape, e.g. [1, 28, 28]; default: the data's shape"},
+    {"layers", F_LAYERS, 0, 0, 0, 0, "",
+     "list of layers, e.g. [{type: dense, units: 128}, relu, {type: dense, units: 10}]"},
+    {"loss", F_LOSS, OFF(loss), 0, 0, 0, "cross_entropy",
+     "cross_entropy (integer class labels) or mse (float targets)"},
+};
+static const field data_fields[] = {
+    {"train", F_STR, STR(train), 0, 0, "", "HDF5 file with the training data (required)"},
+    {"val", F_STR, STR(val), 0, 0, "", "HDF5 file with validation data (optional)"},
+    {"x", F_STR, STR(x), 0, 0, "/x", "features dataset in the files, [N, ...]"},
+    {"y", F_STR, STR(y), 0, 0, "/y", "labels dataset: [N] or [N, T] integer class ids, or [N] / [N, K] float targets"},
+    {"val_fraction", F_F64, OFF(val_fraction), 0, 0, 0.9, "0",
+     "hold out this fraction of data.train for validation (when data.val is not set)"},
+    {"drop_last", F_BOOL, OFF(drop_last), 0, 0, 0, "false", "skip the last partial global batch of each epoch"},
+};
+static const field optim_fields[] = {
+    {"name", F_OPTIM, OPT(kind), 0, 0, 0, "sgd", "optimizer: sgd"},
+    {"lr", F_F64, OPT(lr), 0, 0, 1e6, "0.01", "learning rate"},
+    {"momentum", F_F64, OPT(momentum), 0, 0, 0.999999, "0", "SGD momentum"},
+    {"dampening", F_F64, OPT(dampening), 0, 0, 1, "0", "SGD dampening"},
+    {"nesterov", F_BOOL, OPT(nesterov), 0, 0, 0, "false", "Nesterov momentum"},
+    {"weight_decay", F_F64, OPT(weight_decay), 0, 0, 1e6, "0", "L2 penalty added to the gradient"},
+};
+static const field train_fields[] = {
+    {"batch_size", F_I64, OFF(batch_size), 0, 1, 1e12, "32", "GLOBAL batch size, split across all ranks"},
+    {"epochs", F_I64, OFF(epochs), 0, 0, 1e9, "10", "passes over the training data"},
+    {"seed", F_I64, OFF(seed), 0, 0, 9.2e18, "42", "seed for initialisation, shuffling and dropout"},
+    {"max_steps", F_I64, OFF(max_steps), 0, 0, 1e15, "0",
+     "stop (with a checkpoint) after this many optimizer steps in total (0 = no limit)"},
+    {"threads", F_I64, OFF(threads), 0, 0, 4096, "0",
+     "BLAS threads per rank; 0 = SLURM_CPUS_PER_TASK, OPENBLAS_NUM_THREADS or cores / ranks per node"},
+    {"log_every", F_I64, OFF(log_every), 0, 0, 1e12, "50",
+     "write a step record to the metrics log every N steps (0 = epochs only)"},
+    {"metrics", F_STR, STR(metrics), 0, 0, "", "JSON Lines metrics log; default <checkpoint.dir>/metrics.jsonl"},
+};
+static const field ckpt_fields[] = {
+    {"dir", F_STR, STR(ckpt_dir), 0, 0, "checkpoints", "checkpoint directory (\"\" = no checkpoints)"},
+    {"every_epochs", F_I64, OFF(ckpt_every_epochs), 0, 0, 1e9, "1", "save every N epochs (0 = only at the end)"},
+    {"every_steps", F_I64, OFF(ckpt_every_steps), 0, 0, 1e12, "0", "also save every N optimizer steps (0 = off)"},
+    {"keep", F_I64, OFF(ckpt_keep), 0, 0, 1e6, "3", "keep the newest N checkpoints (0 = all)"},
+};
+
+#define SEC(n, f)                                                                                                      \
+  { n, f, (int)(sizeof f / sizeof f[0]) }
+static const section sections[] = {
+    SEC("model", model_fields), SEC("data", data_fields),       SEC("optim", optim_fields),
+    SEC("train", train_fields), SEC("checkpoint", ckpt_fields),
+};
+#define NSECTIONS ((int)(sizeof sections / sizeof sections[0]))
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int edit_distance(const char *a, const char *b) {
+  int la = (int)strlen(a), lb = (int)strlen(b);
+  if (la > 40 || lb > 40)
+    return 99;
+  int d[41][41];
+  for (int i = 0; i <= la; i++)
+    d[i][0] = i;
+  for (int j = 0; j <= lb; j++)
+    d[0][j] = j;
+  for (int i = 1; i <= la; i++)
+    for (int j = 1; j <= lb; j++) {
+      int c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      int del = d[i - 1][j] + 1, ins = d[i][j - 1] + 1;
+      d[i][j] = c < del ? (c < ins ? c : ins) : (del < ins ? del : ins);
+    }
+  return d[la][lb];
+}
+
+/* " (did you mean 'x'?)" for the closest of names[], or "". */
+static const char *suggest(const char *key, const char *const *names, int n, char *buf, int len) {
+  int best = 99, bi = -1;
+  for (int i = 0; i < n; i++) {
+    int dist = edit_distance(key, names[i]);
+    if (dist < best) {
+      best = dist;
+      bi = i;
+    }
+  }
+  int limit = (int)strlen(key) / 3 + 1;
+  if (bi >= 0 && best <= (limit < 3 ? limit : 3))
+    snprintf(buf, (size_t)len, " (did you mean '%s'?)", names[bi]);
+  else
+    buf[0] = '\0';
+  return buf;
+}
+
+static void join_names(const char *const *names, int n, char *buf, int len) {
+  int used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < n && used < len; i++)
+    used += snprintf(buf + used, (size_t)(len - used), "%s%s", i ? ", " : "", names[i]);
+}
+
+static int parse_i64(const char *s, int64_t *v) {
+  if (!s || !*s)
+    return -1;
+  char *end;
+  errno = 0;
+  long long x = strtoll(s, &end, 10);
+  if (*end == '\0' && errno == 0) {
+    *v = x;
+    return 0;
+  }
+  /* accept integral floats such as 6e4 */
+  double d = strtod(s, &end);
+  if (*end == '\0' && isfinite(d) && d == floor(d) && fabs(d) < 9.2e18) {
+    *v = (int64_t)d;
+    return 0;
+  }
+  return -1;
+}
+
+static int parse_f64(const char *s, double *v) {
+  if (!s || !*s)
+    return -1;
+  char *end;
+  errno = 0;
+  *v = strtod(s, &end);
+  return *end == '\0' && errno == 0 && isfinite(*v) ? 0 : -1;
+}
+
+static int parse_bool(const char *s, bool *v) {
+  static const char *const t[] = {"true", "yes", "on", "1", "True", "TRUE"};
+  static const char *const f[] = {"false", "no", "off", "0", "False", "FALSE"};
+  for (int i = 0; i < 6; i++) {
+    if (strcmp(s, t[i]) == 0) {
+      *v = true;
+      return 0;
+    }
+    if (strcmp(s, f[i]) == 0) {
+      *v = false;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static const char *const loss_names[] = {"cross_entropy", "mse"};
+static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform"};
+
+/* Parse a shape: a YAML list of positive ints, or "1x28x28". */
+static int parse_shape(const dd_cnode *n, dd_shape *s, char *err, int errlen) {
+  memset(s, 0, sizeof *s);
+  if (n->type == DD_CN_SEQ) {
+    if (n->nkids < 1 || n->nkids > DD_SHAPE_MAX) {
+      snprintf(err, (size_t)errlen, "expected 1 to %d dimensions, got %d", DD_SHAPE_MAX, n->nkids);
+      return -1;
+    }
+    for (int i = 0; i < n->nkids; i++) {
+      int64_t v;
+      if (n->kids[i]->type != DD_CN_SCALAR || parse_i64(n->kids[i]->value, &v) || v < 1) {
+        snprintf(err, (size_t)errlen, "dimension %d must be a positive integer", i);
+        return -1;
+      }
+      s->d[s->ndim++] = v;
+    }
+    return 0;
+  }
+  if (n->type == DD_CN_SCALAR && n->value[0]) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", n->value);
+    char *save = NULL;
+    for (char *t = strtok_r(buf, "x, ", &save); t; t = strtok_r(NULL, "x, ", &save)) {
+      int64_t v;
+      if (s->ndim == DD_SHAPE_MAX || parse_i64(t, &v) || v < 1) {
+        snprintf(err, (size_t)errlen, "expected a list of positive integers such as [1, 28, 28]");
+        return -1;
+      }
+      s->d[s->ndim++] = v;
+    }
+    return s->ndim ? 0 : -1;
+  }
+  snprintf(err, (size_t)errlen, "expected a list of positive integers such as [1, 28, 28]");
+  return -1;
+}
+
+static int bad_value(const dd_cnode *n, const char *key, const char *what) {
+  char w[600];
+  dd__cn_where(n, w, sizeof w);
+  if (n && n->type == DD_CN_SCALAR)
+    return dd_error(DD_ECONFIG, "%s%s: expected %s, got '%s'", w, key, what, n->value);
+  return dd_error(DD_ECONFIG, "%s%s: expected %s, got a %s", w, key, what,
+                  n && n->type == DD_CN_SEQ ? "list" : "section");
+}
+
+/* ---- layers ------------------------------------------------------------- */
+
+static bool kind_accepts(const dd_layer_kind *k, const char *key) {
+  size_t n = strlen(key);
+  for (const char *p = k->keys; p && *p;) {
+    const char *c = strchr(p, ',');
+    size_t len = c ? (size_t)(c - p) : strlen(p);
+    if (len == n && strncmp(p, key, n) == 0)
+      return true;
+    p = c ? c + 1 : p + len;
+  }
+  return false;
+}
+
+static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char *label) {
+  const dd_layer_key *k = &dd_layer_keys[ki];
+  char *dst = (char *)s + k->offset;
+  char what[128];
+  if (v->type != DD_CN_SCALAR && k->type != DD_KEY_SHAPE)
+    return bad_value(v, label, "a single value");
+  switch (k->type) {
+  case DD_KEY_INT: {
+    int64_t x;
+    snprintf(what, sizeof what, "an integer in [%.0f, %.0f]", k->min, k->max);
+    if (parse_i64(v->value, &x) || x < k->min || x > k->max)
+      return bad_value(v, label, what);
+    memcpy(dst, &x, sizeof x);
+    break;
+  }
+  case DD_KEY_FLOAT: {
+    double x;
+    snprintf(what, sizeof what, "a number in [%g, %g]", k->min, k->max);
+    if (parse_f64(v->value, &x) || x < k->min || x > k->max)
+      return bad_value(v, label, what);
+    memcpy(dst, &x, sizeof x);
+    break;
+  }
+  case DD_KEY_BOOL: {
+    bool x;
+    if (parse_bool(v->value, &x))
+      return bad_value(v, label, "true or false");
+    memcpy(dst, &x, sizeof x);
+    break;
+  }
+  case DD_KEY_INIT: {
+    int found = -1;
+    for (int i = 0; i < (int)(sizeof init_names / sizeof init_names[0]); i++)
+      if (strcmp(v->value, init_names[i]) == 0)
+        found = i;
+    if (found < 0)
+      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform");
+    static const int map[] = {DD_INIT_AUTO, DD_INIT_HE,  DD_INIT_XAVIER,
+                              DD_INIT_ZERO, DD_INIT_ONE, DD_INIT_UNIFORM_FANIN};
+    s->init = map[found];
+    break;
+  }
+  case DD_KEY_SHAPE: {
+    dd_shape sh;
+    char err[128];
+    if (parse_shape(v, &sh, err, sizeof err))
+      return bad_value(v, label, "a list of positive integers such as [32, 7, 7]");
+    for (int i = 0; i < sh.ndim; i++)
+      s->shape[i] = sh.d[i];
+    s->shape_ndim = sh.ndim;
+    break;
+  }
+  }
+  s->set |= (uint64_t)1 << ki;
+  return DD_OK;
+}
+
+static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
+  char w[600], label[96];
+  const dd_cnode *tn = n;
+  if (n->type == DD_CN_MAP) {
+    tn = dd__cn_get(n, "type");
+    if (!tn) {
+      dd__cn_where(n, w, sizeof w);
+      return dd_error(DD_ECONFIG, "%smodel.layers[%d] has no 'type'; write e.g. {type: dense, units: 10}", w, index);
+    }
+  }
+  if (tn->type != DD_CN_SCALAR) {
+    snprintf(label, sizeof label, "model.layers[%d].type", index);
+    return bad_value(tn, label, "a layer type name");
+  }
+  const dd_layer_kind *kind = dd_layer_kind_find(tn->value);
+  if (!kind) {
+    char names[512], sug[96];
+    const char *list[64];
+    int nk = 0;
+    for (int i = 0; dd_layer_kinds[i] && nk < 64; i++)
+      list[nk++] = dd_layer_kinds[i]->name;
+    dd__cn_where(tn, w, sizeof w);
+    return dd_error(DD_ECONFIG, "%smodel.layers[%d]: unknown layer type '%s'%s; known types: %s", w, index, tn->value,
+                    suggest(tn->value, list, nk, sug, sizeof sug), dd_layer_kind_names(names, sizeof names));
+  }
+  dd_layer_spec_defaults(s, kind->name);
+  s->line = n->line;
+  for (int i = 0; n->type == DD_CN_MAP && i < n->nkids; i++) {
+    const dd_cnode *kv = n->kids[i];
+    if (strcmp(kv->key, "type") == 0)
+      continue;
+    int ki = dd_layer_key_find(kv->key);
+    if (ki < 0 || !kind_accepts(kind, kv->key)) {
+      dd__cn_where(kv, w, sizeof w);
+      const char *list[32];
+      int nk = 0;
+      char keys[256], sug[96];
+      snprintf(keys, sizeof keys, "%s", kind->keys);
+      char *save = NULL;
+      for (char *t = strtok_r(keys, ",", &save); t && nk < 32; t = strtok_r(NULL, ",", &save))
+        list[nk++] = t;
+      char joined[256];
+      join_names(list, nk, joined, sizeof joined);
+      return dd_error(DD_ECONFIG, "%smodel.layers[%d] (%s): unknown key '%s'%s; %s takes %s", w, index, kind->name,
+                      kv->key, suggest(kv->key, list, nk, sug, sizeof sug), kind->name, nk ? joined : "no keys");
+    }
+    snprintf(label, sizeof label, "model.layers[%d].%s", index, kv->key);
+    int rc = set_layer_key(s, ki, kv, label);
+    if (rc)
+      return rc;
+  }
+  return DD_OK;
+}
+
+static int parse_layers(dd_config *c, const dd_cnode *n) {
+  if (n->type != DD_CN_SEQ || n->nkids == 0)
+    return bad_value(n, "model.layers", "a non-empty list of layers");
+  c->layers = dd_alloc((size_t)n->nkids, sizeof *c->layers);
+  if (!c->layers)
+    return DD_ENOMEM;
+  c->nlayers = n->nkids;
+  for (int i = 0; i < n->nkids; i++) {
+    int rc = parse_layer(n->kids[i], i, &c->layers[i]);
+    if (rc)
+      return rc;
+  }
+  return DD_OK;
+}
+
+/* ---- fields ------------------------------------------------------------- */
+
+static int set_field(dd_config *c, const section *sec, const field *f, const dd_cnode *v) {
+  char label[128], what[300];
+  snprintf(label, sizeof label, "%s.%s", sec->name, f->key);
+  char *dst = (char *)c + f->off;
+  if (f->type == F_LAYERS)
+    return parse_layers(c, v);
+  if (f->type == F_SHAPE) {
+    char err[128];
+    if (parse_shape(v, (dd_shape *)dst, err, sizeof err))
+      return bad_value(v, label, "a list of positive integers such as [1, 28, 28]");
+    return DD_OK;
+  }
+  if (v->type != DD_CN_SCALAR)
+    return bad_value(v, label, "a single value");
+  const char *s = v->value;
+  switch (f->type) {
+  case F_I64: {
+    int64_t x;
+    snprintf(what, sizeof what, "an integer >= %.0f", f->min);
+    if (f->max < 1e11)
+      snprintf(what, sizeof what, "an integer in [%.0f, %.0f]", f->min, f->max);
+    if (parse_i64(s, &x) || (double)x < f->min || (double)x > f->max)
+      return bad_value(v, label, what);
+    memcpy(dst, &x, sizeof x);
+    break;
+  }
+  case F_F64: {
+    double x;
+    snprintf(what, sizeof what, "a number in [%g, %g]", f->min, f->max);
+    if (parse_f64(s, &x) || x < f->min || x > f->max)
+      return bad_value(v, label, what);
+    memcpy(dst, &x, sizeof x);
+    break;
+  }
+  case F_BOOL: {
+    bool x;
+    if (parse_bool(s, &x))
+      return bad_value(v, label, "true or false");
+    memcpy(dst, &x, sizeof x);
+    break;
+  }
+  case F_STR:
+    if (strlen(s) >= f->size) {
+      snprintf(what, sizeof what, "at most %zu characters", f->size - 1);
+      return bad_value(v, label, what);
+    }
+    memcpy(dst, s, strlen(s) + 1);
+    break;
+  case F_LOSS: {
+    int found = -1;
+    for (int i = 0; i < 2; i++)
+      if (strcmp(s, loss_names[i]) == 0)
+        found = i;
+    if (found < 0)
+      return bad_value(v, label, "cross_entropy or mse");
+    *(int *)dst = found == 0 ? DD_LOSS_CROSS_ENTROPY : DD_LOSS_MSE;
+    break;
+  }
+  case F_OPTIM: {
+    int k = dd_optim_find(s);
+    if (k < 0) {
+      char list[256] = "";
+      for (int i = 0, used = 0; dd_optim_name(i)[0] != '?'; i++)
+        used += snprintf(list + used, sizeof list - (size_t)used, "%s%s", i ? ", " : "", dd_optim_name(i));
+      snprintf(what, sizeof what, "one of %s", list);
+      return bad_value(v, label, what);
+    }
+    *(int *)dst = k;
+    break;
+  }
+  }
+  return DD_OK;
+}
+
+static int apply_defaults(dd_config *c) {
+  for (int si = 0; si < NSECTIONS; si++)
+    for (int fi = 0; fi < sections[si].nfields; fi++) {
+      const field *f = &sections[si].fields[fi];
+      if (!f->def[0] && f->type != F_STR)
+        continue;
+      dd_cnode n = {.type = DD_CN_SCALAR, .value = (char *)f->def, .origin = "default"};
+      int rc = set_field(c, &sections[si], f, &n);
+      if (rc)
+        return rc;
+    }
+  return DD_OK;
+}
+
+static int bind(dd_config *c, const dd_cnode *root) {
+  char w[600], sug[96];
+  const char *secnames[NSECTIONS];
+  for (int i = 0; i < NSECTIONS; i++)
+    secnames[i] = sections[i].name;
+  if (root->type != DD_CN_MAP)
+    return bad_value(root, "config", "sections (model, data, optim, train, checkpoint)");
+  for (int i = 0; i < root->nkids; i++) {
+    const dd_cnode *sn = root->kids[i];
+    const section *sec = NULL;
+    for (int s = 0; s < NSECTIONS; s++)
+      if (strcmp(sn->key, sections[s].name) == 0)
+        sec = &sections[s];
+    if (!sec) {
+      char all[128];
+      join_names(secnames, NSECTIONS, all, sizeof all);
+      dd__cn_where(sn, w, sizeof w);
+      return dd_error(DD_ECONFIG, "%sunknown section '%s'%s; sections are %s", w, sn->key,
+                      suggest(sn->key, secnames, NSECTIONS, sug, sizeof sug), all);
+    }
+    if (sn->type != DD_CN_MAP) {
+      if (sn->type == DD_CN_SCALAR && sn->value[0] == '\0')
+        continue; /* "optim:" with nothing under it */
+      return bad_value(sn, sec->name, "a section of key: value lines");
+    }
+    for (int j = 0; j < sn->nkids; j++) {
+      const dd_cnode *kv = sn->kids[j];
+      const field *f = NULL;
+      const char *names[32];
+      for (int k = 0; k < sec->nfields; k++) {
+        names[k] = sec->fields[k].key;
+        if (strcmp(kv->key, sec->fields[k].key) == 0)
+          f = &sec->fields[k];
+      }
+      if (!f) {
+        char all[400];
+        join_names(names, sec->nfields, all, sizeof all);
+        dd__cn_where(kv, w, sizeof w);
+        return dd_error(DD_ECONFIG, "%sunknown key '%s.%s'%s; keys in %s: %s", w, sec->name, kv->key,
+                        suggest(kv->key, names, sec->nfields, sug, sizeof sug), sec->name, all);
+      }
+      int rc = set_field(c, sec, f, kv);
+      if (rc)
+        return rc;
+    }
+  }
+  return DD_OK;
+}
+
+void dd_config_free(dd_config *c) {
+  if (!c)
+    return;
+  dd_free(c->layers);
+  dd_free(c->text);
+  dd_free(c);
+}
+
+int dd_config_parse(const char *text, const char *origin, int noverrides, char *const *overrides, dd_config **out) {
+  *out = NULL;
+  dd_cnode *root = NULL;
+  int rc = dd__cn_parse(text, origin, 0, &root);
+  for (int i = 0; rc == DD_OK && i < noverrides; i++)
+    rc = dd__cn_override(root, overrides[i]);
+  dd_config *c = NULL;
+  if (rc == DD_OK) {
+    c = dd_alloc(1, sizeof *c);
+    rc = c ? DD_OK : DD_ENOMEM;
+  }
+  if (rc == DD_OK) {
+    snprintf(c->source, sizeof c->source, "%s", origin);
+    dd_optim_spec_defaults(&c->optim);
+    rc = apply_defaults(c);
+  }
+  if (rc == DD_OK)
+    rc = bind(c, root);
+  if (rc == DD_OK && c->nlayers == 0)
+    rc = dd_error(DD_ECONFIG, "%s: model.layers is missing; list the layers, e.g. layers: [{type: dense, units: 10}]",
+                  origin);
+  if (rc == DD_OK)
+    rc = dd_optim_validate(&c->optim);
+  if (rc == DD_OK)
+    rc = dd__cn_emit(root, &c->text);
+  dd__cn_free(root);
+  if (rc) {
+    dd_config_free(c);
+    return rc;
+  }
+  *out = c;
+  return DD_OK;
+}
+
+int dd_config_load(const char *path, int noverrides, char *const *overrides, dd_config **out) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return dd_error(DD_EIO, "cannot open config '%s': %s", path, strerror(errno));
+  char *buf = NULL;
+  size_t n = 0, cap = 0;
+  int rc = DD_OK;
+  for (;;) {
+    if (n + 4096 + 1 > cap) {
+      size_t nc = cap ? cap * 2 : 16384;
+      char *nb = dd_alloc(nc, 1);
+      if (!nb) {
+        rc = DD_ENOMEM;
+        break;
+      }
+      if (buf)
+        memcpy(nb, buf, n);
+      dd_free(buf);
+      buf = nb;
+      cap = nc;
+    }
+    size_t got = fread(buf + n, 1, 4096, f);
+    n += got;
+    if (got < 4096)
+      break;
+    if (n > (1 << 24)) {
+      rc = dd_error(DD_ECONFIG, "config '%s' is larger than 16 MiB; is it really a config file?", path);
+      break;
+    }
+  }
+  if (rc == DD_OK && ferror(f))
+    rc = dd_error(DD_EIO, "cannot read config '%s': %s", path, strerror(errno));
+  fclose(f);
+  if (rc == DD_OK) {
+    buf[n] = '\0';
+    if (strlen(buf) != n)
+      rc = dd_error(DD_ECONFIG, "config '%s' contains NUL bytes; it must be a YAML text file", path);
+  }
+  if (rc == DD_OK)
+    rc = dd_config_parse(buf, path, noverrides, overrides, out);
+  dd_free(buf);
+  return rc;
+}
+
+const char *dd_config_reference(void) {
+  static char buf[12000];
+  if (buf[0])
+    return buf;
+  int used = 0;
+  for (int s = 0; s < NSECTIONS; s++) {
+    used += snprintf(buf + used, sizeof buf - (size_t)used, "%s:\n", sections[s].name);
+    for (int i = 0; i < sections[s].nfields; i++) {
+      const field *f = &sections[s].fields[i];
+      char def[64];
+      snprintf(def, sizeof def, "%s", f->def[0] ? f->def : (f->type == F_STR ? "\"\"" : "-"));
+      used += snprintf(buf + used, sizeof buf - (size_t)used, "  %-14s %-14s %s\n", f->key, def, f->help);
+    }
+  }
+  used += snprintf(buf + used, sizeof buf - (size_t)used, "layers (model.layers entries):\n");
+  for (int i = 0; dd_layer_kinds[i]; i++)
+    used += snprintf(buf + used, sizeof buf - (size_t)used, "  %-14s keys: %-28s %s\n", dd_layer_kinds[i]->name,
+                     dd_layer_kinds[i]->keys[0] ? dd_layer_kinds[i]->keys : "-", dd_layer_kinds[i]->doc);
+  return buf;
+}

@@ -1,0 +1,320 @@
+/* In-memory datasets: load on rank 0 + broadcast, splits, gather, sampler. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ddtrain/data.h"
+#include "h5util.h"
+
+/* What rank 0 tells the others before the arrays follow. */
+typedef struct load_header {
+  int64_t n;
+  dd_shape xshape, yshape;
+  int ykind;
+  int64_t nclasses;
+} load_header;
+
+void dd_data_free(dd_dataset *ds) {
+  if (!ds)
+    return;
+  dd_free(ds->x);
+  dd_free(ds->yc);
+  dd_free(ds->yf);
+  dd_free(ds->class_names);
+  dd_free(ds);
+}
+
+/* Open name in file and check it is a numeric array with N first. */
+static int open_array(hid_t f, const dd_dataset *ds, const char *name, const char *role, const char *key, hid_t *dset,
+                      H5T_class_t *cls, int *ndim, hsize_t *dims) {
+  *dset = -1;
+  if (H5Lexists(f, name, H5P_DEFAULT) <= 0) {
+    char have[512];
+    dd__h5_list_datasets(f, have, sizeof have);
+    return dd_error(DD_EDATA,
+                    "'%s' has no dataset '%s' (%s); it has: %s; set %s to "
+                    "the right name",
+                    ds->path, name, role, have, key);
+  }
+  *dset = H5Dopen2(f, name, H5P_DEFAULT);
+  if (*dset < 0)
+    return DD_H5_FAIL("H5Dopen", ds->path);
+  hid_t t = H5Dget_type(*dset);
+  *cls = H5Tget_class(t);
+  H5Tclose(t);
+  if (*cls != H5T_INTEGER && *cls != H5T_FLOAT)
+    return dd_error(DD_EDATA,
+                    "'%s':%s (%s) has %s elements; it must be numeric "
+                    "(float32 preferred, other numeric types are converted)",
+                    ds->path, name, role, dd__h5_class_name(*cls));
+  hid_t sp = H5Dget_space(*dset);
+  *ndim = H5Sget_simple_extent_ndims(sp);
+  if (*ndim >= 1 && *ndim <= DD_SHAPE_MAX + 1)
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+  H5Sclose(sp);
+  if (*ndim < 1 || *ndim > DD_SHAPE_MAX + 1)
+    return dd_error(DD_EDATA,
+                    "'%s':%s (%s) has %d dimensions; expected 1 to %d with "
+                    "samples first",
+                    ds->path, name, role, *ndim, DD_SHAPE_MAX + 1);
+  return DD_OK;
+}
+
+static int read_on_root(dd_dataset *ds, const char *key, load_header *h) {
+  int rc = dd__h5_check_readable(ds->path, key);
+  if (rc)
+    return rc;
+  hid_t f = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    return DD_H5_FAIL("H5Fopen", ds->path);
+  hid_t dx = -1, dy = -1;
+  H5T_class_t cx, cy;
+  int nx, ny;
+  hsize_t xd[DD_SHAPE_MAX + 1], yd[DD_SHAPE_MAX + 1];
+  const bool want_y = ds->yname[0] != '\0';
+  rc = open_array(f, ds, ds->xname, "features", "data.x", &dx, &cx, &nx, xd);
+  if (!rc && want_y)
+    rc = open_array(f, ds, ds->yname, "labels", "data.y", &dy, &cy, &ny, yd);
+  if (rc)
+    goto out;
+  if (want_y && yd[0] != xd[0]) {
+    rc = dd_error(DD_EDATA,
+                  "'%s': %s has %llu samples but %s has %llu; features and "
+                  "labels must have the same first dimension",
+                  ds->path, ds->xname, (unsigned long long)xd[0], ds->yname, (unsigned long long)yd[0]);
+    goto out;
+  }
+  if (xd[0] == 0) {
+    rc = dd_error(DD_EDATA, "'%s':%s has no samples", ds->path, ds->xname);
+    goto out;
+  }
+  if (want_y && ny > 2) {
+    rc = dd_error(DD_EDATA,
+                  "'%s':%s has %d dimensions; labels must be [N] or [N, T] "
+                  "integer class ids, or [N] / [N, K] float targets",
+                  ds->path, ds->yname, ny);
+    goto out;
+  }
+  ds->n = (int64_t)xd[0];
+  ds->xshape.ndim = nx > 1 ? nx - 1 : 1;
+  ds->xshape.d[0] = 1;
+  for (int i = 1; i < nx; i++)
+    ds->xshape.d[i - 1] = (int64_t)xd[i];
+  ds->xsize = dd_shape_size(ds->xshape);
+  if (want_y) {
+    ds->ykind = cy == H5T_INTEGER ? DD_LABELS_CLASS : DD_LABELS_FLOAT;
+    ds->yshape.ndim = ny - 1;
+    if (ny == 2)
+      ds->yshape.d[0] = (int64_t)yd[1];
+    ds->ysize = dd_shape_size(ds->yshape);
+  }
+  if (ds->xsize <= 0 || (want_y && ds->ysize <= 0)) {
+    rc = dd_error(DD_EDATA, "'%s': %s or %s has a zero-sized dimension", ds->path, ds->xname, ds->yname);
+    goto out;
+  }
+  rc = DD_ENOMEM;
+  ds->x = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(float));
+  if (!ds->x)
+    goto out;
+  if (ds->ykind == DD_LABELS_CLASS)
+    ds->yc = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(int32_t));
+  else if (ds->ykind == DD_LABELS_FLOAT)
+    ds->yf = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(float));
+  if (want_y && !ds->yc && !ds->yf)
+    goto out;
+  if (H5Dread(dx, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ds->x) < 0) {
+    rc = DD_H5_FAIL("reading the features", ds->path);
+    goto out;
+  }
+  if (want_y && H5Dread(dy, ds->yc ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                        ds->yc ? (void *)ds->yc : (void *)ds->yf) < 0) {
+    rc = DD_H5_FAIL("reading the labels", ds->path);
+    goto out;
+  }
+  /* validate values: finite features, sane labels */
+  int64_t total = ds->n * ds->xsize;
+  for (int64_t i = 0; i < total; i++)
+    if (!isfinite(ds->x[i])) {
+      rc = dd_error(DD_EDATA,
+                    "'%s':%s[%lld] feature %lld is %s; remove or impute "
+                    "non-finite values",
+                    ds->path, ds->xname, (long long)(i / ds->xsize), (long long)(i % ds->xsize),
+                    isnan(ds->x[i]) ? "NaN" : "infinite");
+      goto out;
+    }
+  int64_t ny_total = ds->n * ds->ysize;
+  if (ds->yc) {
+    int64_t maxc = -1;
+    for (int64_t i = 0; i < ny_total; i++) {
+      /* -1 marks padding in per-step labels; anything else below 0 is bad */
+      if (ds->yc[i] < -1 || (ds->yc[i] == -1 && ds->ysize == 1)) {
+        rc = dd_error(DD_EDATA,
+                      "'%s':%s[%lld] = %d is negative; class ids must be 0..K-1"
+                      "%s",
+                      ds->path, ds->yname, (long long)(i / ds->ysize), ds->yc[i],
+                      ds->ysize > 1 ? " (-1 marks padding steps)" : "");
+        goto out;
+      }
+      if (ds->yc[i] > maxc)
+        maxc = ds->yc[i];
+    }
+    ds->nclasses = maxc + 1;
+  } else {
+    for (int64_t i = 0; i < ny_total; i++)
+      if (!isfinite(ds->yf[i])) {
+        rc = dd_error(DD_EDATA, "'%s':%s[%lld] is not finite; clean the targets", ds->path, ds->yname,
+                      (long long)(i / ds->ysize));
+        goto out;
+      }
+  }
+  h->n = ds->n;
+  h->xshape = ds->xshape;
+  h->yshape = ds->yshape;
+  h->ykind = ds->ykind;
+  h->nclasses = ds->nclasses;
+  rc = DD_OK;
+out:
+  if (dx >= 0)
+    H5Dclose(dx);
+  if (dy >= 0)
+    H5Dclose(dy);
+  H5Fclose(f);
+  return rc;
+}
+
+int dd_data_load(dd_comm *c, const char *path, const char *xname, const char *yname, const char *key,
+                 dd_dataset **out) {
+  *out = NULL;
+  dd_dataset *ds = dd_alloc(1, sizeof *ds);
+  int rc = ds ? DD_OK : DD_ENOMEM;
+  if (ds) {
+    snprintf(ds->path, sizeof ds->path, "%s", path ? path : "");
+    snprintf(ds->xname, sizeof ds->xname, "%s", xname);
+    snprintf(ds->yname, sizeof ds->yname, "%s", yname ? yname : "");
+  }
+  load_header h;
+  memset(&h, 0, sizeof h);
+  const int root = 0;
+  if (dd_comm_rank(c) == root && ds)
+    rc = read_on_root(ds, key, &h);
+  rc = dd_comm_bcast_status(c, rc, root);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, &h, sizeof h, root);
+  if (rc == DD_OK) {
+    int mine = DD_OK;
+    if (!ds) {
+      mine = DD_ENOMEM;
+    } else if (dd_comm_rank(c) != root) {
+      ds->n = h.n;
+      ds->xshape = h.xshape;
+      ds->xsize = dd_shape_size(h.xshape);
+      ds->yshape = h.yshape;
+      ds->ysize = dd_shape_size(h.yshape);
+      ds->ykind = h.ykind;
+      ds->nclasses = h.nclasses;
+      ds->x = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(float));
+      if (ds->ykind == DD_LABELS_CLASS)
+        ds->yc = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(int32_t));
+      else if (ds->ykind == DD_LABELS_FLOAT)
+        ds->yf = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(float));
+      mine = ds->x && (!ds->ykind || ds->yc || ds->yf) ? DD_OK : DD_ENOMEM;
+    }
+    rc = dd_comm_agree(c, mine);
+  }
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, ds->x, ds->n * ds->xsize * (int64_t)sizeof(float), root);
+  if (rc == DD_OK && ds->ykind)
+    rc = dd_comm_bcast(c, ds->yc ? (void *)ds->yc : (void *)ds->yf, ds->n * ds->ysize * 4, root);
+  if (rc) {
+    dd_data_free(ds);
+    return rc;
+  }
+  *out = ds;
+  return DD_OK;
+}
+
+void dd_split_all(const dd_dataset *ds, dd_split *s) {
+  s->ds = ds;
+  s->n = ds->n;
+  s->rows = NULL;
+}
+
+int dd_split_holdout(const dd_dataset *ds, double frac, uint64_t seed, dd_split *train, dd_split *val) {
+  int64_t nval = (int64_t)llround(frac * (double)ds->n);
+  if (nval < 1 || nval >= ds->n)
+    return dd_error(DD_ECONFIG,
+                    "data.val_fraction = %g of %lld samples leaves %lld for "
+                    "validation and %lld for training; both need at least one",
+                    frac, (long long)ds->n, (long long)nval, (long long)(ds->n - nval));
+  int64_t *perm = dd_alloc((size_t)ds->n, sizeof(int64_t));
+  unsigned char *is_val = dd_alloc((size_t)ds->n, 1);
+  train->rows = dd_alloc((size_t)(ds->n - nval), sizeof(int64_t));
+  val->rows = dd_alloc((size_t)nval, sizeof(int64_t));
+  int rc = perm && is_val && train->rows && val->rows ? DD_OK : DD_ENOMEM;
+  if (rc == DD_OK) {
+    dd_rng r;
+    dd_rng_seed(&r, seed, 0x73706c6974ULL /* "split" */);
+    dd_permutation(perm, ds->n, &r);
+    for (int64_t i = 0; i < nval; i++)
+      is_val[perm[i]] = 1;
+    int64_t a = 0, b = 0;
+    for (int64_t i = 0; i < ds->n; i++) {
+      if (is_val[i])
+        val->rows[b++] = i;
+      else
+        train->rows[a++] = i;
+    }
+    train->ds = val->ds = ds;
+    train->n = a;
+    val->n = b;
+  } else {
+    dd_free(train->rows);
+    dd_free(val->rows);
+    train->rows = val->rows = NULL;
+  }
+  dd_free(perm);
+  dd_free(is_val);
+  return rc;
+}
+
+void dd_split_free(dd_split *s) {
+  if (!s)
+    return;
+  dd_free(s->rows);
+  s->rows = NULL;
+  s->n = 0;
+}
+
+void dd_data_gather(const dd_split *s, const int64_t *pos, int n, float *x, void *y) {
+  const dd_dataset *ds = s->ds;
+  const size_t xb = sizeof(float) * (size_t)ds->xsize;
+  const size_t yb = 4 * (size_t)ds->ysize;
+  const char *ysrc = ds->yc ? (const char *)ds->yc : (const char *)ds->yf;
+  for (int i = 0; i < n; i++) {
+    int64_t row = s->rows ? s->rows[pos[i]] : pos[i];
+    memcpy(x + (int64_t)i * ds->xsize, ds->x + row * ds->xsize, xb);
+    if (y && ysrc)
+      memcpy((char *)y + (size_t)i * yb, ysrc + (size_t)row * yb, yb);
+  }
+}
+
+void dd_sampler_permutation(int64_t *perm, int64_t n, uint64_t seed, int64_t epoch) {
+  dd_rng r;
+  dd_rng_seed(&r, seed, 0x65706f6368000000ULL ^ (uint64_t)epoch /* "epoch" */);
+  dd_permutation(perm, n, &r);
+}
+
+int64_t dd_sampler_batches(int64_t n, int64_t B, bool drop_last) {
+  return drop_last ? n / B : (n + B - 1) / B;
+}
+
+int64_t dd_sampler_batch_size(int64_t n, int64_t B, int64_t b) {
+  int64_t start = b * B;
+  return n - start < B ? n - start : B;
+}
+
+void dd_sampler_shard(int64_t gsize, int P, int r, int64_t *lo, int64_t *hi) {
+  int64_t base = gsize / P, extra = gsize % P;
+  *lo = r * base + (r < extra ? r : extra);
+  *hi = *lo + base + (r < extra ? 1 : 0);
+}

@@ -1,0 +1,136 @@
+/* `data synth`: learnable synthetic classification and regression sets. */
+#include <math.h>
+#include <string.h>
+
+#include "ddtrain/data.h"
+
+#define LATENT 16 /* classes live on a low-dimensional manifold */
+#define PROTOS 3  /* clusters per class: not linearly separable */
+#define HIDDEN 32 /* regression teacher width */
+
+static int alloc_ds(const dd_synth_spec *s, dd_dataset **out) {
+  dd_dataset *ds = dd_alloc(1, sizeof *ds);
+  if (!ds)
+    return DD_ENOMEM;
+  ds->n = s->samples;
+  if (s->image.ndim == 3) {
+    ds->xshape = s->image;
+  } else {
+    ds->xshape.ndim = 1;
+    ds->xshape.d[0] = s->features;
+  }
+  ds->xsize = dd_shape_size(ds->xshape);
+  ds->x = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(float));
+  if (s->regression) {
+    ds->ykind = DD_LABELS_FLOAT;
+    ds->yshape.ndim = 1;
+    ds->yshape.d[0] = s->classes;
+    ds->ysize = s->classes;
+    ds->yf = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(float));
+  } else {
+    ds->ykind = DD_LABELS_CLASS;
+    ds->ysize = 1;
+    ds->nclasses = s->classes;
+    ds->yc = dd_alloc((size_t)ds->n, sizeof(int32_t));
+  }
+  *out = ds;
+  if (!ds->x || (!ds->yc && !ds->yf))
+    return DD_ENOMEM;
+  return DD_OK;
+}
+
+/* Classification: class k has PROTOS prototypes in a LATENT-dim space; a
+ * sample is a prototype plus Gaussian jitter, lifted to D features by a
+ * fixed random projection and tanh, plus feature noise. */
+static void synth_classes(const dd_synth_spec *s, dd_dataset *ds, float *proj, float *protos) {
+  const int64_t D = ds->xsize, K = s->classes;
+  dd_rng r;
+  dd_rng_seed(&r, s->seed, 1);
+  for (int64_t i = 0; i < D * LATENT; i++)
+    proj[i] = (float)dd_rng_normal(&r);
+  for (int64_t i = 0; i < K * PROTOS * LATENT; i++)
+    protos[i] = (float)(1.6 * dd_rng_normal(&r));
+  const float lift = 1.5f / sqrtf((float)LATENT);
+  for (int64_t n = 0; n < ds->n; n++) {
+    int32_t k = (int32_t)dd_rng_below(&r, (uint64_t)K);
+    int64_t m = (int64_t)dd_rng_below(&r, PROTOS);
+    float z[LATENT];
+    for (int j = 0; j < LATENT; j++)
+      z[j] = protos[(k * PROTOS + m) * LATENT + j] + (float)dd_rng_normal(&r);
+    float *x = ds->x + n * D;
+    for (int64_t d = 0; d < D; d++) {
+      float a = 0.0f;
+      for (int j = 0; j < LATENT; j++)
+        a += proj[d * LATENT + j] * z[j];
+      x[d] = tanhf(lift * a) + (float)(s->noise * dd_rng_normal(&r));
+    }
+    ds->yc[n] = k;
+  }
+}
+
+/* Regression: targets from a random one-hidden-layer tanh teacher. */
+static void synth_regression(const dd_synth_spec *s, dd_dataset *ds, float *w1, float *w2) {
+  const int64_t D = ds->xsize, K = s->classes;
+  dd_rng r;
+  dd_rng_seed(&r, s->seed, 2);
+  for (int64_t i = 0; i < HIDDEN * D; i++)
+    w1[i] = (float)(dd_rng_normal(&r) / sqrt((double)D));
+  for (int64_t i = 0; i < K * HIDDEN; i++)
+    w2[i] = (float)(dd_rng_normal(&r) / sqrt((double)HIDDEN));
+  for (int64_t n = 0; n < ds->n; n++) {
+    float *x = ds->x + n * D;
+    for (int64_t d = 0; d < D; d++)
+      x[d] = (float)dd_rng_normal(&r);
+    float h[HIDDEN];
+    for (int j = 0; j < HIDDEN; j++) {
+      float a = 0.0f;
+      for (int64_t d = 0; d < D; d++)
+        a += w1[j * D + d] * x[d];
+      h[j] = tanhf(2.0f * a);
+    }
+    for (int64_t k = 0; k < K; k++) {
+      float a = 0.0f;
+      for (int j = 0; j < HIDDEN; j++)
+        a += w2[k * HIDDEN + j] * h[j];
+      ds->yf[n * K + k] = a + (float)(s->noise * dd_rng_normal(&r));
+    }
+  }
+}
+
+int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
+  *out = NULL;
+  if (s->samples < 1)
+    return dd_error(DD_EINVAL, "--samples must be at least 1, got %lld", (long long)s->samples);
+  if (s->image.ndim != 3 && s->features < 1)
+    return dd_error(DD_EINVAL, "--features must be at least 1, got %lld", (long long)s->features);
+  if (s->classes < (s->regression ? 1 : 2))
+    return dd_error(DD_EINVAL, "%s must be at least %d, got %lld", s->regression ? "--outputs" : "--classes",
+                    s->regression ? 1 : 2, (long long)s->classes);
+  if (s->classes > 100000)
+    return dd_error(DD_EINVAL, "--classes %lld is too many (at most 100000)", (long long)s->classes);
+  if (!(s->noise >= 0.0))
+    return dd_error(DD_EINVAL, "--noise must be >= 0, got %g", s->noise);
+  dd_dataset *ds = NULL;
+  int rc = alloc_ds(s, &ds);
+  float *a = NULL, *b = NULL;
+  if (rc == DD_OK) {
+    int64_t D = ds->xsize, K = s->classes;
+    a = dd_alloc((size_t)(D * (LATENT > HIDDEN ? LATENT : HIDDEN)), sizeof(float));
+    b = dd_alloc((size_t)(K * PROTOS * (LATENT > HIDDEN ? LATENT : HIDDEN)), sizeof(float));
+    rc = a && b ? DD_OK : DD_ENOMEM;
+  }
+  if (rc == DD_OK) {
+    if (s->regression)
+      synth_regression(s, ds, a, b);
+    else
+      synth_classes(s, ds, a, b);
+  }
+  dd_free(a);
+  dd_free(b);
+  if (rc) {
+    dd_data_free(ds);
+    return rc;
+  }
+  *out = ds;
+  return DD_OK;
+}

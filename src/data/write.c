@@ -1,0 +1,231 @@
+/* Writing HDF5 datasets atomically, and `data inspect`. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ddtrain/data.h"
+#include "h5util.h"
+
+#define DATASET_FORMAT "ddtrain-dataset"
+#define DATASET_VERSION 1
+
+int dd_data_write(const char *path, const dd_array *arrays, int narrays, const dd_attr *attrs, int nattrs) {
+  dd__h5_quiet();
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0)
+    return dd_error(DD_EIO, "cannot create '%s': check that the directory exists and is writable", path);
+  int rc = DD_OK;
+  for (int i = 0; i < narrays && rc == DD_OK; i++) {
+    const dd_array *a = &arrays[i];
+    hsize_t dims[DD_SHAPE_MAX + 1];
+    for (int d = 0; d < a->ndim; d++)
+      dims[d] = (hsize_t)a->dims[d];
+    hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
+    hid_t ft = a->type == DD_I32 ? H5T_STD_I32LE : H5T_IEEE_F32LE;
+    hid_t mt = a->type == DD_I32 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT;
+    hid_t ds = sp < 0 ? -1 : H5Dcreate2(f, a->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (ds < 0 || H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data) < 0)
+      rc = DD_H5_FAIL(a->name, path);
+    if (ds >= 0)
+      H5Dclose(ds);
+    if (sp >= 0)
+      H5Sclose(sp);
+  }
+  if (rc == DD_OK &&
+      (dd__h5_attr_str(f, "format", DATASET_FORMAT) < 0 || dd__h5_attr_i64(f, "format_version", DATASET_VERSION) < 0))
+    rc = DD_H5_FAIL("writing attributes", path);
+  for (int i = 0; i < nattrs && rc == DD_OK; i++) {
+    int e = attrs[i].text ? dd__h5_attr_str(f, attrs[i].name, attrs[i].text)
+                          : dd__h5_attr_i64(f, attrs[i].name, attrs[i].value);
+    if (e < 0)
+      rc = DD_H5_FAIL(attrs[i].name, path);
+  }
+  if (H5Fclose(f) < 0 && rc == DD_OK)
+    rc = DD_H5_FAIL("H5Fclose", path);
+  if (rc == DD_OK)
+    rc = dd__h5_commit(tmp, path);
+  else
+    unlink(tmp);
+  return rc;
+}
+
+int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
+  dd_array a[2];
+  memset(a, 0, sizeof a);
+  a[0].name = "/x";
+  a[0].type = DD_F32;
+  a[0].ndim = 1 + ds->xshape.ndim;
+  a[0].dims[0] = ds->n;
+  for (int i = 0; i < ds->xshape.ndim; i++)
+    a[0].dims[i + 1] = ds->xshape.d[i];
+  a[0].data = ds->x;
+  a[1].name = "/y";
+  a[1].type = ds->ykind == DD_LABELS_CLASS ? DD_I32 : DD_F32;
+  a[1].ndim = 1 + ds->yshape.ndim;
+  a[1].dims[0] = ds->n;
+  for (int i = 0; i < ds->yshape.ndim; i++)
+    a[1].dims[i + 1] = ds->yshape.d[i];
+  a[1].data = ds->yc ? (const void *)ds->yc : (const void *)ds->yf;
+  dd_attr at[3];
+  int nat = 0;
+  at[nat++] = (dd_attr){"origin", origin ? origin : "ddtrain", 0};
+  if (ds->ykind == DD_LABELS_CLASS)
+    at[nat++] = (dd_attr){"num_classes", NULL, ds->nclasses};
+  if (ds->class_names)
+    at[nat++] = (dd_attr){"class_names", ds->class_names, 0};
+  return dd_data_write(path, a, 2, at, nat);
+}
+
+/* ---- inspect ----------------------------------------------------------- */
+
+typedef struct inspect_ctx {
+  FILE *out;
+  const char *path;
+  int count;
+} inspect_ctx;
+
+static void type_name(hid_t t, char *buf, size_t n) {
+  H5T_class_t c = H5Tget_class(t);
+  size_t sz = H5Tget_size(t);
+  if (c == H5T_INTEGER)
+    snprintf(buf, n, "%sint%zu", H5Tget_sign(t) == H5T_SGN_NONE ? "u" : "", 8 * sz);
+  else if (c == H5T_FLOAT)
+    snprintf(buf, n, "float%zu", 8 * sz);
+  else
+    snprintf(buf, n, "%s", dd__h5_class_name(c));
+}
+
+static void print_attrs(FILE *out, hid_t obj, const char *indent) {
+  dd_h5o_info oi;
+  if (dd_h5o_info(obj, &oi, H5O_INFO_NUM_ATTRS) < 0)
+    return;
+  for (hsize_t i = 0; i < oi.num_attrs; i++) {
+    char name[128], sval[160];
+    if (H5Aget_name_by_idx(obj, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0)
+      continue;
+    int64_t iv;
+    if (dd__h5_read_attr_str(obj, name, sval, sizeof sval) == 0) {
+      char *nl = strchr(sval, '\n');
+      if (nl)
+        strcpy(nl, " ...");
+      fprintf(out, "%s@%s = \"%s\"\n", indent, name, sval);
+    } else if (dd__h5_read_attr_i64(obj, name, &iv) == 0) {
+      fprintf(out, "%s@%s = %lld\n", indent, name, (long long)iv);
+    }
+  }
+}
+
+static void describe_values(FILE *out, hid_t ds, H5T_class_t c, hsize_t total) {
+  const hsize_t cap = (hsize_t)1 << 28;
+  if (total == 0 || total > cap)
+    return;
+  if (c == H5T_INTEGER) {
+    int64_t *v = dd_alloc((size_t)total, sizeof(int64_t));
+    if (!v)
+      return;
+    if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
+      int64_t lo = v[0], hi = v[0];
+      for (hsize_t i = 0; i < total; i++) {
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+      }
+      fprintf(out, "      values %lld..%lld\n", (long long)lo, (long long)hi);
+      if (lo >= -1 && hi < 1000) {
+        int64_t counts[1001] = {0};
+        for (hsize_t i = 0; i < total; i++)
+          counts[v[i] + 1]++;
+        fprintf(out, "      label counts:");
+        int shown = 0;
+        for (int64_t k = lo; k <= hi; k++) {
+          if (shown++ == 40) {
+            fprintf(out, " ...");
+            break;
+          }
+          fprintf(out, " %lld:%lld", (long long)k, (long long)counts[k + 1]);
+        }
+        fprintf(out, "\n");
+      }
+    }
+    dd_free(v);
+  } else if (c == H5T_FLOAT) {
+    double *v = dd_alloc((size_t)total, sizeof(double));
+    if (!v)
+      return;
+    if (H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
+      double lo = INFINITY, hi = -INFINITY, sum = 0.0, sq = 0.0;
+      hsize_t bad = 0;
+      for (hsize_t i = 0; i < total; i++) {
+        if (!isfinite(v[i])) {
+          bad++;
+          continue;
+        }
+        lo = v[i] < lo ? v[i] : lo;
+        hi = v[i] > hi ? v[i] : hi;
+        sum += v[i];
+        sq += v[i] * v[i];
+      }
+      double n = (double)(total - bad), mean = n > 0 ? sum / n : 0.0;
+      fprintf(out, "      min %.6g  max %.6g  mean %.6g  std %.6g", lo, hi, mean,
+              n > 0 ? sqrt(fmax(sq / n - mean * mean, 0.0)) : 0.0);
+      if (bad)
+        fprintf(out, "  NON-FINITE: %llu", (unsigned long long)bad);
+      fprintf(out, "\n");
+    }
+    dd_free(v);
+  }
+}
+
+static herr_t visit(hid_t obj, const char *name, const dd_h5o_info *info, void *data) {
+  inspect_ctx *ctx = data;
+  if (info->type != H5O_TYPE_DATASET)
+    return 0;
+  hid_t ds = H5Dopen2(obj, name, H5P_DEFAULT);
+  if (ds < 0)
+    return 0;
+  hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+  int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t dims[32];
+  char shape[256] = "", tn[32];
+  hsize_t total = 1;
+  if (nd > 0 && nd <= 32) {
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    int used = 0;
+    for (int i = 0; i < nd; i++) {
+      used +=
+          snprintf(shape + used, sizeof shape - (size_t)used, "%s%llu", i ? " x " : "", (unsigned long long)dims[i]);
+      total *= dims[i];
+    }
+  } else {
+    snprintf(shape, sizeof shape, "scalar");
+  }
+  type_name(t, tn, sizeof tn);
+  fprintf(ctx->out, "  /%-28s %-24s %s\n", name, shape, tn);
+  describe_values(ctx->out, ds, H5Tget_class(t), total);
+  print_attrs(ctx->out, ds, "      ");
+  H5Tclose(t);
+  H5Sclose(sp);
+  H5Dclose(ds);
+  ctx->count++;
+  return 0;
+}
+
+int dd_data_inspect(const char *path, FILE *out) {
+  int rc = dd__h5_check_readable(path, "the file argument");
+  if (rc)
+    return rc;
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    return DD_H5_FAIL("H5Fopen", path);
+  fprintf(out, "%s\n", path);
+  print_attrs(out, f, "  ");
+  inspect_ctx ctx = {out, path, 0};
+  if (dd_h5o_visit(f, visit, &ctx, H5O_INFO_BASIC) < 0)
+    rc = DD_H5_FAIL("walking the file", path);
+  if (ctx.count == 0)
+    fprintf(out, "  (no datasets)\n");
+  H5Fclose(f);
+  return rc;
+}

@@ -1,0 +1,278 @@
+/* Model build (shapes, arenas, views), initialisation, forward/loss/backward. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ddtrain/model.h"
+
+static int build_layers(dd_model *m, const dd_model_spec *spec) {
+  dd_shape cur = spec->input;
+  for (int i = 0; i < m->nlayers; i++) {
+    dd_layer *l = &m->layers[i];
+    l->spec = spec->layers[i];
+    l->index = i;
+    l->kind = dd_layer_kind_find(l->spec.type);
+    if (!l->kind) {
+      char names[512];
+      return dd__layer_error(l, "unknown layer type '%s'; known types: %s", l->spec.type,
+                             dd_layer_kind_names(names, sizeof names));
+    }
+    l->in = cur;
+    l->in_size = dd_shape_size(cur);
+    l->max_batch = m->max_batch;
+    int rc = l->kind->setup(l);
+    if (rc)
+      return rc;
+    l->out_size = dd_shape_size(l->out);
+    if (l->out.ndim <= 0 || l->out_size <= 0) {
+      char in[64];
+      return dd__layer_error(l, "gives an empty output for input %s", dd_shape_str(l->in, in, sizeof in));
+    }
+    cur = l->out;
+  }
+  return DD_OK;
+}
+
+/* DD_INIT_AUTO: He if the layer feeds a ReLU, Xavier otherwise. */
+static int resolve_init(const dd_model *m, int i, int init) {
+  if (init != DD_INIT_AUTO)
+    return init;
+  if (i + 1 < m->nlayers && strcmp(m->layers[i + 1].kind->name, "relu") == 0)
+    return DD_INIT_HE;
+  return DD_INIT_XAVIER;
+}
+
+int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra, dd_model **out) {
+  *out = NULL;
+  if (spec->nlayers <= 0)
+    return dd_error(DD_ECONFIG, "model.layers is empty; list at least one layer, e.g. [{type: dense, units: 10}]");
+  if (spec->input.ndim <= 0 || dd_shape_size(spec->input) <= 0)
+    return dd_error(DD_ECONFIG, "model input shape is unknown or empty");
+  if (max_batch <= 0)
+    return dd_error(DD_EINVAL, "model batch capacity must be positive, got %d", max_batch);
+  dd_model *m = dd_alloc(1, sizeof *m);
+  if (!m)
+    return DD_ENOMEM;
+  m->nlayers = spec->nlayers;
+  m->input = spec->input;
+  m->in_size = dd_shape_size(spec->input);
+  m->loss = spec->loss;
+  m->max_batch = max_batch;
+  m->grad_extra = grad_extra;
+  int rc = DD_ENOMEM;
+  m->layers = dd_alloc((size_t)m->nlayers, sizeof *m->layers);
+  if (!m->layers)
+    goto fail;
+  rc = build_layers(m, spec);
+  if (rc)
+    goto fail;
+
+  const dd_layer *last = &m->layers[m->nlayers - 1];
+  m->out_size = last->out_size;
+  m->classes = last->out.d[last->out.ndim - 1];
+  m->out_rows = m->out_size / m->classes;
+
+  /* arena offsets, tensor list */
+  int ntensors = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    dd_layer *l = &m->layers[i];
+    for (int j = 0; j < l->nparam; j++) {
+      l->param[j].offset = m->nparams;
+      l->param[j].init = resolve_init(m, i, l->param[j].init);
+      m->nparams += l->param[j].size;
+    }
+    for (int j = 0; j < l->nbuf; j++) {
+      l->buf[j].offset = m->nbuffers;
+      m->nbuffers += l->buf[j].size;
+    }
+    ntensors += l->nparam + l->nbuf;
+  }
+  rc = DD_ENOMEM;
+  m->params = dd_alloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
+  m->grads = dd_alloc((size_t)(m->nparams + grad_extra + 1), sizeof(float));
+  m->buffers = dd_alloc((size_t)(m->nbuffers ? m->nbuffers : 1), sizeof(float));
+  m->tensors = dd_alloc((size_t)(ntensors ? ntensors : 1), sizeof *m->tensors);
+  m->acts = dd_alloc((size_t)m->nlayers + 1, sizeof *m->acts);
+  if (!m->params || !m->grads || !m->buffers || !m->tensors || !m->acts)
+    goto fail;
+  for (int pass = 0; pass < 2; pass++) /* params first, then buffers */
+    for (int i = 0; i < m->nlayers; i++) {
+      dd_layer *l = &m->layers[i];
+      int n = pass ? l->nbuf : l->nparam;
+      for (int j = 0; j < n; j++) {
+        dd_param *p = pass ? &l->buf[j] : &l->param[j];
+        if (pass) {
+          p->data = m->buffers + p->offset;
+          p->grad = NULL;
+        } else {
+          p->data = m->params + p->offset;
+          p->grad = m->grads + p->offset;
+        }
+        dd_tensor_ref *t = &m->tensors[m->ntensors++];
+        snprintf(t->name, sizeof t->name, "layer%d/%s", i, p->name);
+        t->layer = i;
+        t->param = p;
+        t->is_buffer = pass;
+      }
+    }
+
+  /* activations and workspaces, sized once */
+  int64_t B = max_batch, maxsize = m->in_size, ws = 0;
+  m->acts[0] = dd_alloc((size_t)(B * m->in_size), sizeof(float));
+  if (!m->acts[0])
+    goto fail;
+  for (int i = 0; i < m->nlayers; i++) {
+    dd_layer *l = &m->layers[i];
+    m->acts[i + 1] = dd_alloc((size_t)(B * l->out_size), sizeof(float));
+    if (!m->acts[i + 1])
+      goto fail;
+    if (l->out_size > maxsize)
+      maxsize = l->out_size;
+    ws += l->ws_fixed + B * l->ws_per_sample;
+  }
+  m->dbuf[0] = dd_alloc((size_t)(B * maxsize), sizeof(float));
+  m->dbuf[1] = dd_alloc((size_t)(B * maxsize), sizeof(float));
+  m->ws = dd_alloc((size_t)(ws ? ws : 1), sizeof(float));
+  if (!m->dbuf[0] || !m->dbuf[1] || !m->ws)
+    goto fail;
+  ws = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    dd_layer *l = &m->layers[i];
+    l->ws = m->ws + ws;
+    ws += l->ws_fixed + B * l->ws_per_sample;
+  }
+  *out = m;
+  return DD_OK;
+fail:
+  dd_model_free(m);
+  return rc;
+}
+
+void dd_model_free(dd_model *m) {
+  if (!m)
+    return;
+  if (m->acts)
+    for (int i = 0; i <= m->nlayers; i++)
+      dd_free(m->acts[i]);
+  dd_free(m->acts);
+  dd_free(m->dbuf[0]);
+  dd_free(m->dbuf[1]);
+  dd_free(m->ws);
+  dd_free(m->tensors);
+  dd_free(m->params);
+  dd_free(m->grads);
+  dd_free(m->buffers);
+  dd_free(m->layers);
+  dd_free(m);
+}
+
+static void init_tensor(dd_param *p, dd_rng *r) {
+  switch (p->init) {
+  case DD_INIT_ZERO:
+    memset(p->data, 0, sizeof(float) * (size_t)p->size);
+    break;
+  case DD_INIT_ONE:
+    for (int64_t i = 0; i < p->size; i++)
+      p->data[i] = 1.0f;
+    break;
+  case DD_INIT_HE: {
+    double std = sqrt(2.0 / (double)(p->fan_in > 0 ? p->fan_in : 1));
+    for (int64_t i = 0; i < p->size; i++)
+      p->data[i] = (float)(std * dd_rng_normal(r));
+    break;
+  }
+  case DD_INIT_UNIFORM_FANIN: {
+    double lim = 1.0 / sqrt((double)(p->fan_in > 0 ? p->fan_in : 1));
+    for (int64_t i = 0; i < p->size; i++)
+      p->data[i] = (float)(lim * (2.0 * dd_rng_uniform(r) - 1.0));
+    break;
+  }
+  case DD_INIT_XAVIER:
+  default: {
+    double lim = sqrt(6.0 / (double)(p->fan_in + p->fan_out > 0 ? p->fan_in + p->fan_out : 1));
+    for (int64_t i = 0; i < p->size; i++)
+      p->data[i] = (float)(lim * (2.0 * dd_rng_uniform(r) - 1.0));
+    break;
+  }
+  }
+}
+
+void dd_model_init_params(dd_model *m, uint64_t seed) {
+  for (int i = 0; i < m->nlayers; i++) {
+    dd_layer *l = &m->layers[i];
+    for (int j = 0; j < l->nparam; j++) {
+      /* one stream per tensor: adding a layer does not reshuffle the others */
+      dd_rng r;
+      dd_rng_seed(&r, seed, 0x696e6974ULL ^ ((uint64_t)i << 16) ^ (uint64_t)j);
+      init_tensor(&l->param[j], &r);
+    }
+    for (int j = 0; j < l->nbuf; j++) {
+      dd_rng r;
+      dd_rng_seed(&r, seed, 0x62756600ULL ^ ((uint64_t)i << 16) ^ (uint64_t)j);
+      init_tensor(&l->buf[j], &r);
+    }
+  }
+}
+
+int dd_model_forward(dd_model *m, const dd_pass *p) {
+  if (p->B < 0 || p->B > m->max_batch)
+    return dd_error(DD_EINVAL, "batch of %d samples exceeds the model's capacity %d", p->B, m->max_batch);
+  for (int i = 0; i < m->nlayers; i++) {
+    dd_layer *l = &m->layers[i];
+    int rc = l->kind->forward(l, p, m->acts[i], m->acts[i + 1]);
+    if (rc)
+      return rc;
+  }
+  return DD_OK;
+}
+
+int dd_model_loss(dd_model *m, const dd_pass *p, const void *targets, bool with_grad, dd_loss_sums *s) {
+  const float *out = m->acts[m->nlayers];
+  float *dout = with_grad ? m->dbuf[0] : NULL;
+  int64_t rows = (int64_t)p->B * m->out_rows;
+  if (m->loss == DD_LOSS_CROSS_ENTROPY) {
+    dd_cross_entropy(dout, s, out, targets, rows, (int)m->classes);
+  } else {
+    dd_mse(dout, s, out, targets, rows, (int)m->classes);
+  }
+  return DD_OK;
+}
+
+int dd_model_backward(dd_model *m, const dd_pass *p) {
+  int cur = 0; /* dbuf[cur] holds dy of layer i */
+  for (int i = m->nlayers - 1; i >= 0; i--) {
+    dd_layer *l = &m->layers[i];
+    float *dx = i > 0 ? m->dbuf[cur ^ 1] : NULL;
+    int rc = l->kind->backward(l, p, m->acts[i], m->acts[i + 1], m->dbuf[cur], dx);
+    if (rc)
+      return rc;
+    cur ^= 1;
+  }
+  return DD_OK;
+}
+
+void dd_model_zero_grad(dd_model *m) {
+  memset(m->grads, 0, sizeof(float) * (size_t)(m->nparams + m->grad_extra));
+}
+
+uint64_t dd_model_checksum(const dd_model *m) {
+  uint64_t h = dd_fnv1a(m->params, sizeof(float) * (size_t)m->nparams, DD_FNV_OFFSET);
+  return dd_fnv1a(m->buffers, sizeof(float) * (size_t)m->nbuffers, h);
+}
+
+void dd_model_summary(const dd_model *m, char *buf, int n) {
+  int used = 0;
+  char s[64];
+  used += snprintf(buf + used, (size_t)(n - used), "  input %s\n", dd_shape_str(m->input, s, sizeof s));
+  for (int i = 0; i < m->nlayers && used < n; i++) {
+    const dd_layer *l = &m->layers[i];
+    int64_t np = 0;
+    for (int j = 0; j < l->nparam; j++)
+      np += l->param[j].size;
+    used += snprintf(buf + used, (size_t)(n - used), "  %2d %-10s -> %-12s %10lld params\n", i, l->kind->name,
+                     dd_shape_str(l->out, s, sizeof s), (long long)np);
+  }
+  if (used < n)
+    snprintf(buf + used, (size_t)(n - used), "  total %lld parameters (%.2f MiB)\n", (long long)m->nparams,
+             (double)m->nparams * 4.0 / 1048576.0);
+}

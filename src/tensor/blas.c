@@ -1,0 +1,46 @@
+/* BLAS behind one door: sgemm, axpy, scal and thread control (OpenBLAS). */
+#include <cblas.h>
+
+#include "ddtrain/tensor.h"
+
+/* openblas_set_num_threads & co. come from OpenBLAS's cblas.h: a build
+ * against another CBLAS fails at compile time rather than running slowly. */
+
+void dd_tensor_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                    const float *B, int ldb, float beta, float *C, int ldc) {
+  if (M <= 0 || N <= 0)
+    return;
+  if (K <= 0) {
+    /* BLAS leaves C untouched for K == 0 only when beta == 1 */
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++)
+        C[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(int64_t)i * ldc + j];
+    return;
+  }
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+              A, lda, B, ldb, beta, C, ldc);
+}
+
+void dd_tensor_axpy(int64_t n, float alpha, const float *x, float *y) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] += alpha * x[i];
+}
+
+void dd_tensor_scale(int64_t n, float alpha, float *x) {
+  for (int64_t i = 0; i < n; i++)
+    x[i] *= alpha;
+}
+
+void dd_tensor_set_threads(int n) {
+  if (n > 0)
+    openblas_set_num_threads(n);
+}
+
+int dd_tensor_threads(void) {
+  return openblas_get_num_threads();
+}
+
+const char *dd_tensor_blas_info(void) {
+  const char *c = openblas_get_config();
+  return c ? c : "unknown BLAS";
+}

@@ -1,0 +1,571 @@
+/* The data-parallel training loop: setup, steps, validation, logging, checkpoints. */
+#define _GNU_SOURCE
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ddtrain/tensor.h"
+#include "session.h"
+
+typedef struct run {
+  dd_comm *c;
+  const dd_config *cfg;
+  const dd_train_opts *o;
+  int rank, P;
+  FILE *out;     /* rank 0 human output, else NULL */
+  FILE *metrics; /* rank 0 JSON Lines, else NULL */
+  dd_dataset *train_ds, *val_ds;
+  dd_split tr, va;
+  dd_model *m;
+  dd_optim *opt;
+  dd_train_state st;
+  int64_t *perm, *pos;
+  void *ybuf;
+  int64_t steps_per_epoch;
+  int threads;
+  double t0;
+  char last_ckpt[1100];
+} run;
+
+/* ---- setup ------------------------------------------------------------- */
+
+static int pick_threads(const dd_config *cfg, dd_comm *c) {
+  if (cfg->threads > 0)
+    return (int)cfg->threads;
+  const char *s = getenv("SLURM_CPUS_PER_TASK");
+  if (s && atoi(s) > 0)
+    return atoi(s);
+  s = getenv("OPENBLAS_NUM_THREADS");
+  if (s && atoi(s) > 0)
+    return atoi(s);
+  cpu_set_t set;
+  int allowed = 1;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    allowed = CPU_COUNT(&set);
+  long online = sysconf(_SC_NPROCESSORS_ONLN);
+  int per = (int)(online / dd_comm_local_size(c));
+  if (allowed < per)
+    per = allowed;
+  return per > 0 ? per : 1;
+}
+
+static int open_metrics(run *r, bool append) {
+  if (r->rank != 0)
+    return DD_OK;
+  char path[DD_PATH_MAX + 32];
+  if (r->cfg->metrics[0])
+    snprintf(path, sizeof path, "%s", r->cfg->metrics);
+  else if (r->cfg->ckpt_dir[0])
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->cfg->ckpt_dir);
+  else
+    return DD_OK;
+  if (!r->cfg->metrics[0]) {
+    char cmd[DD_PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "%s", r->cfg->ckpt_dir);
+    /* the checkpoint directory may not exist yet */
+    for (char *p = cmd + 1; *p; p++)
+      if (*p == '/') {
+        *p = '\0';
+        mkdir(cmd, 0777);
+        *p = '/';
+      }
+    mkdir(cmd, 0777);
+  }
+  r->metrics = fopen(path, append ? "a" : "w");
+  if (!r->metrics)
+    return dd_error(DD_EIO, "cannot open metrics log '%s' for writing (train.metrics); check the directory", path);
+  return DD_OK;
+}
+
+/* JSON number or null */
+static void jnum(FILE *f, const char *key, double v, bool last) {
+  if (isfinite(v))
+    fprintf(f, "\"%s\": %.9g%s", key, v, last ? "" : ", ");
+  else
+    fprintf(f, "\"%s\": null%s", key, last ? "" : ", ");
+}
+
+static void jstr(FILE *f, const char *key, const char *v) {
+  fprintf(f, "\"%s\": \"", key);
+  for (const char *p = v; *p; p++) {
+    if (*p == '"' || *p == '\\')
+      fprintf(f, "\\%c", *p);
+    else if ((unsigned char)*p < 0x20)
+      fprintf(f, "\\u%04x", *p);
+    else
+      fputc(*p, f);
+  }
+  fprintf(f, "\", ");
+}
+
+static int load_data(run *r) {
+  const dd_config *cfg = r->cfg;
+  if (!cfg->train[0])
+    return dd_error(DD_ECONFIG,
+                    "%s: data.train is missing; set it to the training HDF5 file (make one with 'ddtrain data synth')",
+                    cfg->source);
+  if (cfg->val[0] && cfg->val_fraction > 0)
+    return dd_error(DD_ECONFIG, "%s: set either data.val or data.val_fraction, not both", cfg->source);
+  int rc = dd_data_load(r->c, cfg->train, cfg->x, cfg->y, "data.train", &r->train_ds);
+  if (rc)
+    return rc;
+  if (cfg->val[0]) {
+    rc = dd_data_load(r->c, cfg->val, cfg->x, cfg->y, "data.val", &r->val_ds);
+    if (rc)
+      return rc;
+    dd_split_all(r->train_ds, &r->tr);
+    dd_split_all(r->val_ds, &r->va);
+  } else if (cfg->val_fraction > 0) {
+    rc = dd_split_holdout(r->train_ds, cfg->val_fraction, (uint64_t)cfg->seed, &r->tr, &r->va);
+    if (rc)
+      return rc;
+  } else {
+    dd_split_all(r->train_ds, &r->tr);
+  }
+  return DD_OK;
+}
+
+static int setup(run *r) {
+  const dd_config *cfg = r->cfg;
+  r->threads = pick_threads(cfg, r->c);
+  dd_tensor_set_threads(r->threads);
+  int rc = load_data(r);
+  if (rc)
+    return rc;
+  const int64_t B = cfg->batch_size;
+  if (B < r->P)
+    return dd_error(DD_ECONFIG,
+                    "train.batch_size = %lld is smaller than the number of ranks (%d); every rank needs at least one "
+                    "sample per step: raise train.batch_size or run fewer ranks",
+                    (long long)B, r->P);
+  r->steps_per_epoch = dd_sampler_batches(r->tr.n, B, cfg->drop_last);
+  if (r->steps_per_epoch == 0)
+    return dd_error(DD_ECONFIG,
+                    "data.train has %lld training samples, fewer than train.batch_size = %lld with data.drop_last; "
+                    "lower the batch size or set data.drop_last: false",
+                    (long long)r->tr.n, (long long)B);
+  int64_t local_max = (B + r->P - 1) / r->P;
+  if (local_max > 0x7fffffff)
+    return dd_error(DD_ECONFIG, "train.batch_size per rank is too large");
+  dd_model_spec spec = {.nlayers = cfg->nlayers, .layers = cfg->layers, .loss = cfg->loss};
+  rc = dd__input_shape(cfg, r->train_ds, &spec.input);
+  if (rc == DD_OK)
+    rc = dd_model_build(&spec, (int)local_max, DD__TAIL_N, &r->m);
+  if (rc == DD_OK)
+    rc = dd__check_labels(r->m, cfg, r->train_ds, "data.train");
+  if (rc == DD_OK && r->val_ds)
+    rc = dd__check_input(r->m, cfg, r->val_ds, "data.val");
+  if (rc == DD_OK && r->val_ds)
+    rc = dd__check_labels(r->m, cfg, r->val_ds, "data.val");
+  if (rc == DD_OK)
+    rc = dd_optim_create(&cfg->optim, r->m->nparams, &r->opt);
+  if (rc)
+    return rc;
+  r->perm = dd_alloc((size_t)r->tr.n, sizeof(int64_t));
+  r->pos = dd_alloc((size_t)local_max, sizeof(int64_t));
+  r->ybuf = dd_alloc((size_t)local_max, dd__label_bytes(r->train_ds));
+  if (!r->perm || !r->pos || !r->ybuf)
+    return DD_ENOMEM;
+  return DD_OK;
+}
+
+/* Parameters: rank 0's (fresh or from a checkpoint) everywhere, verified. */
+static int init_state(run *r) {
+  const dd_config *cfg = r->cfg;
+  r->st.seed = (uint64_t)cfg->seed;
+  r->st.nranks = r->P;
+  r->st.batch_size = cfg->batch_size;
+  dd_model_init_params(r->m, (uint64_t)cfg->seed);
+  int rc = dd_comm_bcast(r->c, r->m->params, r->m->nparams * 4, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(r->c, r->m->buffers, r->m->nbuffers * 4, 0);
+  if (rc)
+    return rc;
+  char path[1100] = "";
+  const char *resume = r->o ? r->o->resume : NULL;
+  if (resume && strcmp(resume, "auto") == 0) {
+    rc = cfg->ckpt_dir[0] ? dd_checkpoint_latest(r->c, cfg->ckpt_dir, path, sizeof path) : DD_ENOTFOUND;
+    if (rc == DD_ENOTFOUND) {
+      dd_error_clear();
+      if (r->out)
+        fprintf(r->out, "resume: no checkpoint in '%s' yet; starting from scratch\n", cfg->ckpt_dir);
+      rc = DD_OK;
+      path[0] = '\0';
+    }
+  } else if (resume) {
+    snprintf(path, sizeof path, "%s", resume);
+  } else if (cfg->ckpt_dir[0]) {
+    /* a fresh run must not mix its checkpoints with an earlier run's */
+    char found[1100];
+    rc = dd_checkpoint_latest(r->c, cfg->ckpt_dir, found, sizeof found);
+    if (rc == DD_OK)
+      return dd_error(DD_ECONFIG,
+                      "checkpoint.dir '%s' already holds checkpoints of an earlier run (%s); continue it with "
+                      "--resume auto, or pick another checkpoint.dir, or remove them",
+                      cfg->ckpt_dir, found);
+    if (rc != DD_ENOTFOUND)
+      return rc;
+    dd_error_clear();
+    rc = DD_OK;
+  }
+  if (rc)
+    return rc;
+  if (path[0]) {
+    rc = dd_checkpoint_load(r->c, path, r->m, r->opt, &r->st);
+    if (rc)
+      return rc;
+    if (r->st.seed != (uint64_t)cfg->seed && r->out)
+      fprintf(r->out, "resume: note: checkpoint seed %llu differs from train.seed %lld; using the checkpoint's\n",
+              (unsigned long long)r->st.seed, (long long)cfg->seed);
+    if (r->st.batch_size != cfg->batch_size) {
+      /* the position within the epoch is counted in old batches */
+      if (r->out)
+        fprintf(r->out, "resume: note: train.batch_size changed from %lld to %lld; restarting epoch %lld\n",
+                (long long)r->st.batch_size, (long long)cfg->batch_size, (long long)r->st.epoch + 1);
+      r->st.batch = 0;
+      r->st.batch_size = cfg->batch_size;
+    }
+    if (r->st.batch >= r->steps_per_epoch) {
+      r->st.epoch++;
+      r->st.batch = 0;
+    }
+    r->st.nranks = r->P;
+    if (r->out)
+      fprintf(r->out, "resume: %s (epoch %lld, batch %lld, step %lld)\n", path, (long long)r->st.epoch + 1,
+              (long long)r->st.batch, (long long)r->st.step);
+  }
+  bool same = false;
+  rc = dd_comm_same_u64(r->c, dd_model_checksum(r->m), &same);
+  if (rc == DD_OK && !same)
+    rc = dd_error(DD_EMISMATCH, "parameters differ across ranks after the broadcast from rank 0; "
+                                "this points at a broken MPI installation or mixed ddtrain builds");
+  return rc;
+}
+
+static void print_header(run *r) {
+  if (!r->out)
+    return;
+  const dd_config *cfg = r->cfg;
+  char shape[64], sum[4096];
+  fprintf(r->out, "ddtrain %s: %d rank(s) on %d node(s), %d BLAS thread(s) per rank\n", DD_VERSION_STRING, r->P,
+          dd_comm_nodes(r->c), r->threads);
+  fprintf(r->out, "data: %s: %lld training samples of %s", cfg->train, (long long)r->tr.n,
+          dd_shape_str(r->train_ds->xshape, shape, sizeof shape));
+  if (r->train_ds->ykind == DD_LABELS_CLASS)
+    fprintf(r->out, ", %lld classes", (long long)r->m->classes);
+  if (r->val_ds)
+    fprintf(r->out, "; validation: %s (%lld samples)\n", cfg->val, (long long)r->va.n);
+  else if (r->va.n)
+    fprintf(r->out, "; validation: %lld held out (data.val_fraction %g)\n", (long long)r->va.n, cfg->val_fraction);
+  else
+    fprintf(r->out, "; no validation data\n");
+  dd_model_summary(r->m, sum, sizeof sum);
+  fprintf(r->out, "model (%s loss):\n%s", cfg->loss == DD_LOSS_MSE ? "mse" : "cross-entropy", sum);
+  fprintf(r->out, "optim: %s lr %g", dd_optim_name(cfg->optim.kind), cfg->optim.lr);
+  if (cfg->optim.momentum > 0)
+    fprintf(r->out, " momentum %g%s", cfg->optim.momentum, cfg->optim.nesterov ? " (nesterov)" : "");
+  if (cfg->optim.weight_decay > 0)
+    fprintf(r->out, " weight_decay %g", cfg->optim.weight_decay);
+  fprintf(r->out, "; global batch %lld (%lld-%lld per rank), %lld steps per epoch\n", (long long)cfg->batch_size,
+          (long long)(cfg->batch_size / r->P), (long long)((cfg->batch_size + r->P - 1) / r->P),
+          (long long)r->steps_per_epoch);
+  if (cfg->ckpt_dir[0])
+    fprintf(r->out, "checkpoints: %s/ every %lld epoch(s)%s, keep %lld\n", cfg->ckpt_dir,
+            (long long)cfg->ckpt_every_epochs, cfg->ckpt_every_steps ? " and by steps" : "", (long long)cfg->ckpt_keep);
+  fflush(r->out);
+}
+
+static void metrics_start(run *r) {
+  if (!r->metrics)
+    return;
+  FILE *f = r->metrics;
+  fprintf(f, "{\"event\": \"start\", ");
+  jstr(f, "version", DD_VERSION_STRING);
+  jstr(f, "config", r->cfg->source);
+  fprintf(f,
+          "\"ranks\": %d, \"nodes\": %d, \"threads_per_rank\": %d, \"parameters\": %lld, "
+          "\"train_samples\": %lld, \"val_samples\": %lld, \"batch_size\": %lld, \"steps_per_epoch\": %lld, "
+          "\"resumed_at_step\": %lld}\n",
+          r->P, dd_comm_nodes(r->c), r->threads, (long long)r->m->nparams, (long long)r->tr.n, (long long)r->va.n,
+          (long long)r->cfg->batch_size, (long long)r->steps_per_epoch, (long long)r->st.step);
+  fflush(f);
+}
+
+static int save(run *r) {
+  if (!r->cfg->ckpt_dir[0])
+    return DD_OK;
+  r->st.nranks = r->P;
+  int rc = dd_checkpoint_save(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st, r->cfg->text,
+                              r->last_ckpt, sizeof r->last_ckpt);
+  if (rc == DD_OK && r->metrics) {
+    fprintf(r->metrics, "{\"event\": \"checkpoint\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
+            (long long)r->st.epoch);
+    jstr(r->metrics, "path", r->last_ckpt);
+    fprintf(r->metrics, "\"elapsed_s\": %.3f}\n", dd_now() - r->t0);
+    fflush(r->metrics);
+  }
+  return rc;
+}
+
+/* ---- the step ---------------------------------------------------------- */
+
+typedef struct epoch_stats {
+  double loss, count, correct, samples, comm_s;
+} epoch_stats;
+
+static int train_step(run *r, int64_t b, epoch_stats *es) {
+  const dd_config *cfg = r->cfg;
+  dd_model *m = r->m;
+  const int64_t B = cfg->batch_size;
+  const int64_t gsize = dd_sampler_batch_size(r->tr.n, B, b);
+  int64_t lo, hi;
+  dd_sampler_shard(gsize, r->P, r->rank, &lo, &hi);
+  const int64_t *gpos = r->perm + b * B;
+  dd_model_zero_grad(m);
+  dd_loss_sums sums = {0};
+  int n = (int)(hi - lo);
+  dd_data_gather(&r->tr, gpos + lo, n, m->acts[0], r->ybuf);
+  dd_pass p = {.B = n,
+               .B_global = gsize,
+               .sample0 = lo,
+               .train = true,
+               .seed = r->st.seed,
+               .step = r->st.step,
+               .allreduce = dd_comm_allreduce_cb,
+               .allreduce_ctx = r->c};
+  int rc = dd_model_forward(m, &p);
+  if (rc == DD_OK)
+    rc = dd_model_loss(m, &p, r->ybuf, true, &sums);
+  if (rc == DD_OK)
+    rc = dd_model_backward(m, &p);
+  /* a local failure must not leave the others waiting in the allreduce */
+  float *tail = m->grads + m->nparams;
+  tail[DD__TAIL_LOSS] = (float)sums.loss;
+  tail[DD__TAIL_COUNT] = (float)sums.count;
+  tail[DD__TAIL_CORRECT] = (float)sums.correct;
+  tail[DD__TAIL_STOP] = (r->o && r->o->stop && *r->o->stop) ? 1.0f : 0.0f;
+  if (rc)
+    tail[DD__TAIL_STOP] = 1e30f; /* "a rank failed" */
+  double t = dd_now();
+  int crc = dd_comm_allreduce_f32(r->c, m->grads, m->nparams + DD__TAIL_N);
+  es->comm_s += dd_now() - t;
+  if (crc)
+    return crc;
+  if (tail[DD__TAIL_STOP] >= 1e29f)
+    return dd_comm_agree(r->c, rc);
+  const double loss = tail[DD__TAIL_LOSS], count = tail[DD__TAIL_COUNT];
+  if (!isfinite(loss))
+    return dd_error(DD_ENUMERIC,
+                    "the training loss became %s at step %lld (epoch %lld); lower optim.lr, check the data for "
+                    "extreme values, or use gradient clipping",
+                    isnan(loss) ? "NaN" : "infinite", (long long)r->st.step, (long long)r->st.epoch + 1);
+  if (count > 0)
+    dd_optim_step(r->opt, m->params, m->grads, (float)(1.0 / count), cfg->optim.lr);
+  r->st.step++;
+  r->st.batch = b + 1;
+  r->st.samples_seen += gsize;
+  es->loss += loss;
+  es->count += count;
+  es->correct += tail[DD__TAIL_CORRECT];
+  es->samples += (double)gsize;
+  if (tail[DD__TAIL_STOP] > 0.0f)
+    return DD_EINTERRUPTED;
+  return DD_OK;
+}
+
+static void progress(run *r, int64_t b, const epoch_stats *es, double t_epoch, double *last_draw) {
+  if (!r->out || !r->o || !r->o->progress)
+    return;
+  double now = dd_now();
+  if (now - *last_draw < 0.2 && b + 1 < r->steps_per_epoch)
+    return;
+  *last_draw = now;
+  int width = 30, done = (int)((double)(b + 1) * width / (double)r->steps_per_epoch);
+  char bar[64];
+  for (int i = 0; i < width; i++)
+    bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
+  bar[width] = '\0';
+  fprintf(r->out, "\r  epoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s ", (long long)r->st.epoch + 1, bar,
+          (long long)b + 1, (long long)r->steps_per_epoch, es->count > 0 ? es->loss / es->count : NAN,
+          es->samples / (now - t_epoch + 1e-9));
+  fflush(r->out);
+}
+
+static int run_epochs(run *r, dd_train_result *res) {
+  const dd_config *cfg = r->cfg;
+  int rc = DD_OK;
+  if (cfg->max_steps > 0 && r->st.step >= cfg->max_steps) {
+    if (r->out)
+      fprintf(r->out, "already at train.max_steps = %lld (step %lld); nothing to do\n", (long long)cfg->max_steps,
+              (long long)r->st.step);
+    return DD_OK;
+  }
+  while (r->st.epoch < cfg->epochs) {
+    const int64_t epoch = r->st.epoch;
+    dd_sampler_permutation(r->perm, r->tr.n, r->st.seed, epoch);
+    epoch_stats es = {0};
+    double t_epoch = dd_now(), last_draw = 0.0;
+    for (int64_t b = r->st.batch; b < r->steps_per_epoch; b++) {
+      rc = train_step(r, b, &es);
+      if (rc == DD_EINTERRUPTED) {
+        int src = save(r);
+        if (r->out)
+          fprintf(r->out, "\nstopping at step %lld on request (signal); %s%s\n", (long long)r->st.step,
+                  src == DD_OK && r->last_ckpt[0] ? "checkpoint saved: " : "no checkpoint saved",
+                  src == DD_OK ? r->last_ckpt : "");
+        if (r->metrics) {
+          fprintf(r->metrics, "{\"event\": \"stopped\", \"step\": %lld, \"epoch\": %lld, \"elapsed_s\": %.3f}\n",
+                  (long long)r->st.step, (long long)epoch, dd_now() - r->t0);
+          fflush(r->metrics);
+        }
+        return src ? src : DD_EINTERRUPTED;
+      }
+      if (rc)
+        return rc;
+      if (r->metrics && cfg->log_every > 0 && r->st.step % cfg->log_every == 0) {
+        fprintf(r->metrics, "{\"event\": \"step\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
+                (long long)epoch + 1);
+        jnum(r->metrics, "train_loss", es.loss / (es.count > 0 ? es.count : 1), false);
+        jnum(r->metrics, "lr", cfg->optim.lr, false);
+        jnum(r->metrics, "elapsed_s", dd_now() - r->t0, true);
+        fprintf(r->metrics, "}\n");
+      }
+      progress(r, b, &es, t_epoch, &last_draw);
+      if (cfg->max_steps > 0 && r->st.step >= cfg->max_steps) {
+        if (r->out)
+          fprintf(r->out, "%sreached train.max_steps = %lld in epoch %lld\n", r->o && r->o->progress ? "\n" : "",
+                  (long long)cfg->max_steps, (long long)epoch + 1);
+        if (r->st.batch >= r->steps_per_epoch) { /* ended exactly at an epoch boundary */
+          r->st.epoch = epoch + 1;
+          r->st.batch = 0;
+        }
+        return save(r);
+      }
+      if (cfg->ckpt_every_steps > 0 && r->st.step % cfg->ckpt_every_steps == 0 && (rc = save(r)) != DD_OK)
+        return rc;
+    }
+    double t_train = dd_now() - t_epoch;
+    /* validation */
+    dd_loss_sums vs = {0};
+    if (r->va.n > 0) {
+      rc = dd__evaluate(r->c, r->m, &r->va, r->ybuf, r->pos, NULL, &vs);
+      if (rc)
+        return rc;
+    }
+    r->st.epoch = epoch + 1;
+    r->st.batch = 0;
+    const bool cls = cfg->loss == DD_LOSS_CROSS_ENTROPY;
+    double tl = es.count > 0 ? es.loss / es.count : NAN;
+    double vl = vs.count > 0 ? vs.loss / vs.count : NAN;
+    double va = cls && vs.count > 0 ? vs.correct / vs.count : NAN;
+    double sps = es.samples / (t_train > 0 ? t_train : 1e-9);
+    if (r->out) {
+      if (r->o && r->o->progress)
+        fprintf(r->out, "\r%*s\r", 100, "");
+      fprintf(r->out, "epoch %3lld/%lld  train_loss %.4f", (long long)epoch + 1, (long long)cfg->epochs, tl);
+      if (cls)
+        fprintf(r->out, "  train_acc %6.2f%%", es.count > 0 ? 100.0 * es.correct / es.count : 0.0);
+      if (vs.count > 0) {
+        fprintf(r->out, "  val_loss %.4f", vl);
+        if (cls)
+          fprintf(r->out, "  val_acc %6.2f%%", 100.0 * va);
+      }
+      fprintf(r->out, "  %8.0f samples/s  %6.1f s\n", sps, dd_now() - r->t0);
+      fflush(r->out);
+    }
+    if (r->metrics) {
+      FILE *f = r->metrics;
+      fprintf(f, "{\"event\": \"epoch\", \"epoch\": %lld, \"step\": %lld, ", (long long)epoch + 1,
+              (long long)r->st.step);
+      jnum(f, "train_loss", tl, false);
+      if (cls)
+        jnum(f, "train_acc", es.count > 0 ? es.correct / es.count : NAN, false);
+      jnum(f, "val_loss", vl, false);
+      if (cls)
+        jnum(f, "val_acc", va, false);
+      jnum(f, "lr", cfg->optim.lr, false);
+      jnum(f, "samples_per_s", sps, false);
+      jnum(f, "epoch_s", t_train, false);
+      jnum(f, "allreduce_s", es.comm_s, false);
+      jnum(f, "elapsed_s", dd_now() - r->t0, true);
+      fprintf(f, "}\n");
+      fflush(f);
+    }
+    if (res) {
+      res->train_loss = tl;
+      res->val_loss = vl;
+      res->val_accuracy = va;
+    }
+    const bool last = r->st.epoch == cfg->epochs;
+    const bool due = cfg->ckpt_every_epochs > 0 && r->st.epoch % cfg->ckpt_every_epochs == 0;
+    if ((due || last) && (rc = save(r)) != DD_OK)
+      return rc;
+  }
+  return DD_OK;
+}
+
+int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_train_result *res) {
+  run r;
+  memset(&r, 0, sizeof r);
+  r.c = c;
+  r.cfg = cfg;
+  r.o = o;
+  r.rank = dd_comm_rank(c);
+  r.P = dd_comm_size(c);
+  r.out = r.rank == 0 && o ? o->out : NULL;
+  r.t0 = dd_now();
+  if (res) {
+    memset(res, 0, sizeof *res);
+    res->train_loss = res->val_loss = res->val_accuracy = NAN;
+    res->classification = cfg->loss == DD_LOSS_CROSS_ENTROPY;
+  }
+  int rc = dd_comm_agree(c, setup(&r));
+  if (rc == DD_OK)
+    rc = dd_comm_agree(c, init_state(&r));
+  if (rc == DD_OK)
+    rc = dd_comm_agree(c, open_metrics(&r, o && o->resume));
+  if (rc == DD_OK) {
+    print_header(&r);
+    metrics_start(&r);
+    rc = run_epochs(&r, res);
+  }
+  if (rc == DD_OK) {
+    /* replicas must still be identical after training */
+    bool same = false;
+    rc = dd_comm_same_u64(c, dd_model_checksum(r.m), &same);
+    if (rc == DD_OK && !same)
+      rc = dd_error(DD_EMISMATCH, "parameters diverged across ranks during training; please report this as a bug");
+  }
+  if (rc == DD_OK && r.out) {
+    fprintf(r.out, "done: %lld epoch(s), %lld steps in %.1f s", (long long)r.st.epoch, (long long)r.st.step,
+            dd_now() - r.t0);
+    if (r.last_ckpt[0])
+      fprintf(r.out, "; checkpoint %s", r.last_ckpt);
+    fprintf(r.out, "\n");
+  }
+  if (r.metrics) {
+    if (rc == DD_OK)
+      fprintf(r.metrics, "{\"event\": \"done\", \"step\": %lld, \"epoch\": %lld, \"elapsed_s\": %.3f}\n",
+              (long long)r.st.step, (long long)r.st.epoch, dd_now() - r.t0);
+    fclose(r.metrics);
+  }
+  if (res) {
+    res->steps = r.st.step;
+    res->epochs = r.st.epoch;
+    snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);
+  }
+  dd_free(r.perm);
+  dd_free(r.pos);
+  dd_free(r.ybuf);
+  dd_optim_free(r.opt);
+  dd_model_free(r.m);
+  dd_split_free(&r.tr);
+  dd_split_free(&r.va);
+  dd_data_free(r.train_ds);
+  dd_data_free(r.val_ds);
+  return rc;
+}

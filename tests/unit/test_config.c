@@ -1,0 +1,141 @@
+/* config: parsing, overrides, defaults, and the one-line errors with lines. */
+#include <string.h>
+
+#include "check.h"
+#include "ddtrain/config.h"
+
+DD_TEST_GLOBALS;
+
+static const char *good = "# comment\n"
+                          "model:\n"
+                          "  layers:\n"
+                          "    - {type: dense, units: 64}\n"
+                          "    - relu\n"
+                          "    - type: dense\n"
+                          "      units: 10\n"
+                          "      bias: false\n"
+                          "data:\n"
+                          "  train: a.h5\n"
+                          "  val_fraction: 0.2\n"
+                          "optim: {name: sgd, lr: 0.1, momentum: 0.9}\n"
+                          "train:\n"
+                          "  batch_size: 6e4\n"
+                          "  epochs: 3\n";
+
+/* parse and expect failure whose message contains every needle */
+static void expect_error(const char *text, int nov, char *const *ov, const char *n1, const char *n2) {
+  dd_config *c = NULL;
+  dd_error_clear();
+  int rc = dd_config_parse(text, "run.yaml", nov, ov, &c);
+  if (rc == 0) {
+    DD_FAIL_AT("expected an error containing '%s'", n1);
+    dd_config_free(c);
+    return;
+  }
+  CHECK_CONTAINS(dd_error_message(), n1);
+  if (n2)
+    CHECK_CONTAINS(dd_error_message(), n2);
+  dd_error_clear();
+}
+
+static void parses_good_config(void) {
+  dd_config *c = NULL;
+  CHECK_OK(dd_config_parse(good, "run.yaml", 0, NULL, &c));
+  if (!c)
+    return;
+  CHECK_INT(c->nlayers, 3);
+  CHECK(strcmp(c->layers[0].type, "dense") == 0);
+  CHECK_INT(c->layers[0].units, 64);
+  CHECK(c->layers[0].bias);
+  CHECK(strcmp(c->layers[1].type, "relu") == 0);
+  CHECK(!c->layers[2].bias);
+  CHECK_INT(c->layers[2].line, 6);
+  CHECK(strcmp(c->train, "a.h5") == 0);
+  CHECK_NEAR(c->val_fraction, 0.2, 1e-12);
+  CHECK_NEAR(c->optim.lr, 0.1, 1e-12);
+  CHECK_NEAR(c->optim.momentum, 0.9, 1e-12);
+  CHECK_INT(c->batch_size, 60000);
+  CHECK_INT(c->epochs, 3);
+  /* defaults */
+  CHECK(strcmp(c->x, "/x") == 0 && strcmp(c->y, "/y") == 0);
+  CHECK_INT(c->seed, 42);
+  CHECK(strcmp(c->ckpt_dir, "checkpoints") == 0);
+  CHECK_INT(c->loss, DD_LOSS_CROSS_ENTROPY);
+  dd_config_free(c);
+}
+
+static void overrides_apply(void) {
+  char *ov[] = {"optim.lr=0.5",    "model.layers.0.units=32", "train.seed=7",
+                "checkpoint.dir=", "model.input=[1,8,8]",     "model.layers.1={type: tanh}"};
+  dd_config *c = NULL;
+  CHECK_OK(dd_config_parse(good, "run.yaml", 6, ov, &c));
+  if (!c)
+    return;
+  CHECK_NEAR(c->optim.lr, 0.5, 1e-12);
+  CHECK_INT(c->layers[0].units, 32);
+  CHECK_INT(c->seed, 7);
+  CHECK(c->ckpt_dir[0] == '\0');
+  CHECK_INT(c->input.ndim, 3);
+  CHECK_INT(c->input.d[2], 8);
+  CHECK(strcmp(c->layers[1].type, "tanh") == 0);
+  /* the effective config text carries the overrides and parses back the same */
+  CHECK_CONTAINS(c->text, "0.5");
+  dd_config *d = NULL;
+  CHECK_OK(dd_config_parse(c->text, "effective", 0, NULL, &d));
+  if (d) {
+    CHECK_INT(d->layers[0].units, 32);
+    CHECK_NEAR(d->optim.lr, 0.5, 1e-12);
+    CHECK_INT(d->nlayers, 3);
+    CHECK(strcmp(d->layers[1].type, "tanh") == 0);
+    dd_config_free(d);
+  }
+  dd_config_free(c);
+}
+
+static void errors_name_key_and_line(void) {
+  expect_error("model:\n  layers: [relu]\noptim:\n  lerning_rate: 0.1\n", 0, NULL,
+               "run.yaml:4:", "unknown key 'optim.lerning_rate'");
+  expect_error("model:\n  layers: [relu]\noptim:\n  lrr: 0.1\n", 0, NULL, "did you mean 'lr'", NULL);
+  expect_error("model:\n  layers: [relu]\ntrian:\n  epochs: 1\n", 0, NULL, "run.yaml:3: unknown section 'trian'",
+               "did you mean 'train'");
+  expect_error("model:\n  layers: [relu]\ntrain:\n  batch_size: abc\n", 0, NULL, "run.yaml:4: train.batch_size",
+               "got 'abc'");
+  expect_error("model:\n  layers: [relu]\ntrain:\n  batch_size: 0\n", 0, NULL, "train.batch_size", "got '0'");
+  expect_error("model:\n  layers: [relu]\noptim:\n  momentum: 1.5\n", 0, NULL, "optim.momentum", "1.5");
+  expect_error("model:\n  layers:\n    - relu\n    - {type: dense, unit: 3}\n", 0, NULL,
+               "run.yaml:4:", "unknown key 'unit' (did you mean 'units'?)");
+  expect_error("model:\n  layers:\n    - {type: relu, units: 3}\n", 0, NULL, "relu takes no keys", NULL);
+  expect_error("model:\n  layers:\n    - {type: dens, units: 3}\n", 0, NULL, "unknown layer type 'dens'",
+               "did you mean 'dense'");
+  expect_error("model:\n  layers:\n    - {units: 3}\n", 0, NULL, "has no 'type'", NULL);
+  expect_error("model:\n  layers: [relu\n", 0, NULL, "YAML syntax error", "run.yaml:");
+  expect_error("model:\n  layers: [relu]\nmodel:\n  loss: mse\n", 0, NULL, "duplicate key 'model'", NULL);
+  expect_error("data:\n  train: a.h5\n", 0, NULL, "model.layers is missing", NULL);
+  expect_error("model:\n  layers: [relu]\n  loss: hinge\n", 0, NULL, "model.loss", "cross_entropy or mse");
+  expect_error("model:\n  layers: [relu]\noptim:\n  name: adamm\n", 0, NULL, "optim.name", "one of sgd");
+  char *bad_index[] = {"model.layers.5.units=3"};
+  expect_error(good, 1, bad_index, "command line 'model.layers.5.units=3'", "not an index");
+  char *bad_key[] = {"optim.lrr=3"};
+  expect_error(good, 1, bad_key, "command line 'optim.lrr=3'", "did you mean 'lr'");
+  char *bad_val[] = {"train.epochs=-1"};
+  expect_error(good, 1, bad_val, "command line 'train.epochs=-1'", "train.epochs");
+  char *no_eq[] = {"optim.lr"};
+  (void)no_eq; /* "optim.lr" without '=' is not an override: the CLI treats it as a path */
+  char *nesterov[] = {"optim.nesterov=true", "optim.momentum=0"};
+  expect_error(good, 2, nesterov, "optim.nesterov needs optim.momentum > 0", NULL);
+}
+
+static void reference_lists_keys(void) {
+  const char *ref = dd_config_reference();
+  CHECK_CONTAINS(ref, "batch_size");
+  CHECK_CONTAINS(ref, "val_fraction");
+  CHECK_CONTAINS(ref, "dense");
+}
+
+int main(void) {
+  RUN(parses_good_config);
+  RUN(overrides_apply);
+  RUN(errors_name_key_and_line);
+  RUN(reference_lists_keys);
+  return dd_test_failures ? 1 : 0;
+}

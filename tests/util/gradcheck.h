@@ -1,0 +1,38 @@
+/* Finite-difference gradient checks for layers and layer stacks.
+ *
+ * Builds a model from layer specs, draws parameters and inputs from a seed,
+ * and compares the analytic gradients of L = sum(w * y) (w a fixed random
+ * projection of the output) with Richardson-extrapolated central
+ * differences, for every parameter tensor and the input: up to max_checks
+ * single entries each (loose: catches indexing bugs) and three random
+ * directions each (strict: catches a gradient off by a percent). Entries
+ * sitting on a ReLU/max kink are detected and skipped. */
+#ifndef DDTRAIN_TEST_GRADCHECK_H
+#define DDTRAIN_TEST_GRADCHECK_H
+
+#include <stdbool.h>
+
+#include "ddtrain/model.h"
+
+typedef struct dd_gc_opts {
+  int B;      /* batch */
+  bool train; /* train-mode pass (dropout, batch statistics) */
+  uint64_t seed;
+  double eps;             /* finite-difference step (default 1e-2) */
+  double tol;             /* relative error allowed along random directions
+                             (default 2e-3); single entries get 10x */
+  int max_checks;         /* entries checked per tensor (default 24) */
+  bool check_input;       /* also check d L / d x (default true unless tokens) */
+  int token_vocab;        /* > 0: inputs are integer ids in [0, vocab) */
+  const int32_t *lengths; /* [B] sequence lengths passed to the layers */
+  double param_scale;     /* extra random perturbation of parameters (0 = init only) */
+} dd_gc_opts;
+
+void dd_gc_defaults(dd_gc_opts *o);
+
+/* Returns the number of failed entries (printed to stderr); *max_err gets
+ * the worst relative error seen. */
+int dd_gradcheck(const char *label, const dd_layer_spec *specs, int nlayers, dd_shape input, const dd_gc_opts *o,
+                 double *max_err);
+
+#endif
