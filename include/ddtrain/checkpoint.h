@@ -40,9 +40,11 @@ int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m,
  * NULL) into an already built model. Shapes must match the model. */
 int dd_checkpoint_load(dd_comm *c, const char *path, dd_model *m, dd_optim *o, dd_train_state *st);
 
-/* The config text stored in a checkpoint (to rebuild its model). *text is
- * owned by the caller (dd_free). */
-int dd_checkpoint_config(dd_comm *c, const char *path, char **text);
+/* The config text and the model's per-sample input shape stored in a
+ * checkpoint (to rebuild its model). *text is owned by the caller
+ * (dd_free); input may be NULL. */
+int dd_checkpoint_config(dd_comm *c, const char *path, char **text,
+                         dd_shape *input);
 
 /* Newest readable checkpoint in dir into path; DD_ENOTFOUND if none. */
 int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n);

@@ -16,6 +16,7 @@
 
 #include "ddtrain/comm.h"
 #include "ddtrain/config.h"
+#include "ddtrain/model.h"
 
 typedef struct dd_train_opts {
   const char *resume; /* NULL, "auto" (newest in checkpoint.dir) or a path */
@@ -54,5 +55,11 @@ int dd_eval_run(dd_comm *c, const char *ckpt, const char *data, const char *xnam
  * /output [N, ...] raw outputs, and for classifiers /probs (softmax) and
  * /pred (argmax class ids). */
 int dd_predict_run(dd_comm *c, const char *ckpt, const char *data, const char *xname, const char *out_path);
+
+/* Rebuild the model stored in a checkpoint (from its config and input
+ * shape) for batches of up to max_batch samples and load its parameters.
+ * *cfg and *m are owned by the caller (dd_config_free, dd_model_free). */
+int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch,
+                             dd_config **cfg, dd_model **m);
 
 #endif

@@ -51,6 +51,35 @@ static int write_tensor(hid_t parent, const char *group, const char *name, const
   return rc;
 }
 
+/* per-sample input shape as an int64 array attribute */
+static int write_shape(hid_t f, dd_shape s) {
+  hsize_t n = (hsize_t)s.ndim;
+  hid_t sp = H5Screate_simple(1, &n, NULL);
+  hid_t a = H5Acreate2(f, "input_shape", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, s.d) >= 0 ? 0 : -1;
+  if (a >= 0)
+    H5Aclose(a);
+  H5Sclose(sp);
+  return rc;
+}
+
+static int read_shape(hid_t f, dd_shape *s) {
+  memset(s, 0, sizeof *s);
+  if (H5Aexists(f, "input_shape") <= 0)
+    return -1;
+  hid_t a = H5Aopen(f, "input_shape", H5P_DEFAULT);
+  hid_t sp = H5Aget_space(a);
+  hssize_t n = H5Sget_simple_extent_npoints(sp);
+  int rc = -1;
+  if (n >= 1 && n <= DD_SHAPE_MAX && H5Aread(a, H5T_NATIVE_INT64, s->d) >= 0) {
+    s->ndim = (int)n;
+    rc = 0;
+  }
+  H5Sclose(sp);
+  H5Aclose(a);
+  return rc;
+}
+
 static int write_file(const char *tmp, const char *final, const dd_model *m, const dd_optim *o,
                       const dd_train_state *st, const char *config_text) {
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -93,7 +122,8 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
        dd__h5_attr_i64(f, "samples_seen", st->samples_seen) < 0 || dd__h5_attr_i64(f, "seed", (int64_t)st->seed) < 0 ||
        dd__h5_attr_str(f, "rng", "counter-based: shuffle = f(seed, epoch), dropout = f(seed, step, sample)") < 0 ||
        dd__h5_attr_i64(f, "nranks", st->nranks) < 0 || dd__h5_attr_i64(f, "batch_size", st->batch_size) < 0 ||
-       dd__h5_attr_i64(f, "nlayers", m->nlayers) < 0 || dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
+       dd__h5_attr_i64(f, "nlayers", m->nlayers) < 0 ||
+       write_shape(f, m->input) < 0 || dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
        dd__h5_attr_str(f, "optimizer", o ? dd_optim_name(o->spec.kind) : "none") < 0 ||
        dd__h5_attr_i64(f, "optimizer_steps", o ? o->t : 0) < 0 ||
        dd__h5_attr_str(f, "config", config_text ? config_text : "") < 0))
@@ -329,8 +359,9 @@ int dd_checkpoint_load(dd_comm *c, const char *path, dd_model *m, dd_optim *o, d
   return rc;
 }
 
-int dd_checkpoint_config(dd_comm *c, const char *path, char **text) {
+int dd_checkpoint_config(dd_comm *c, const char *path, char **text, dd_shape *input) {
   *text = NULL;
+  dd_shape shape = {0};
   int rc = DD_OK;
   int64_t len = 0;
   char *buf = NULL;
@@ -351,6 +382,8 @@ int dd_checkpoint_config(dd_comm *c, const char *path, char **text) {
           rc = DD_ENOMEM;
         else if (dd__h5_read_attr_str(f, "config", buf, (size_t)len) != 0)
           rc = dd_error(DD_ECKPT, "checkpoint '%s': cannot read the config attribute", path);
+        else if (read_shape(f, &shape) != 0)
+          rc = dd_error(DD_ECKPT, "checkpoint '%s' has no input_shape attribute", path);
       }
       H5Fclose(f);
     }
@@ -366,11 +399,15 @@ int dd_checkpoint_config(dd_comm *c, const char *path, char **text) {
   }
   if (rc == DD_OK)
     rc = dd_comm_bcast(c, buf, len, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, &shape, sizeof shape, 0);
   if (rc) {
     dd_free(buf);
     return rc;
   }
   *text = buf;
+  if (input)
+    *input = shape;
   return DD_OK;
 }
 

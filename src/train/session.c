@@ -105,13 +105,13 @@ int dd__evaluate(dd_comm *c, dd_model *m, const dd_split *s, void *ybuf, int64_t
   return DD_OK;
 }
 
-int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, const char *xname, const char *yname,
-                              bool need_labels, dd_config **cfg, dd_dataset **ds, dd_model **m) {
+int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch,
+                             dd_config **cfg, dd_model **m) {
   *cfg = NULL;
-  *ds = NULL;
   *m = NULL;
   char *text = NULL;
-  int rc = dd_checkpoint_config(c, ckpt, &text);
+  dd_shape input;
+  int rc = dd_checkpoint_config(c, ckpt, &text, &input);
   if (rc == DD_OK) {
     char origin[1200];
     snprintf(origin, sizeof origin, "config stored in %s", ckpt);
@@ -120,22 +120,24 @@ int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, co
   dd_free(text);
   if (rc)
     return rc;
+  dd_model_spec spec = {.input = input, .nlayers = (*cfg)->nlayers, .layers = (*cfg)->layers, .loss = (*cfg)->loss};
+  rc = dd_model_build(&spec, max_batch, 0, m);
+  if (rc == DD_OK)
+    rc = dd_checkpoint_load(c, ckpt, *m, NULL, NULL);
+  return rc;
+}
+
+int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, const char *xname, const char *yname,
+                              bool need_labels, dd_config **cfg, dd_dataset **ds, dd_model **m) {
+  *ds = NULL;
+  int rc = dd_model_from_checkpoint(c, ckpt, 256, cfg, m);
+  if (rc)
+    return rc;
   const char *xn = xname ? xname : (*cfg)->x;
   const char *yn = yname ? yname : (*cfg)->y;
   rc = dd_data_load(c, data, xn, need_labels ? yn : NULL, "the data argument", ds);
-  if (rc)
-    return rc;
-  dd_model_spec spec = {.nlayers = (*cfg)->nlayers, .layers = (*cfg)->layers, .loss = (*cfg)->loss};
-  rc = dd__input_shape(*cfg, *ds, &spec.input);
-  int64_t cap = (*cfg)->batch_size;
-  if (cap > 256)
-    cap = 256;
-  if (cap < 64)
-    cap = 64;
   if (rc == DD_OK)
-    rc = dd_model_build(&spec, (int)cap, 0, m);
-  if (rc == DD_OK)
-    rc = dd_checkpoint_load(c, ckpt, *m, NULL, NULL);
+    rc = dd__check_input(*m, *cfg, *ds, "data");
   if (rc == DD_OK && (*ds)->ykind)
     rc = dd__check_labels(*m, *cfg, *ds, "data");
   return rc;

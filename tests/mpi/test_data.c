@@ -1,0 +1,155 @@
+/* data: collective loading of real HDF5 files, identical on every rank, and
+ * bad files failing on every rank with the same one-line message. */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "ddtrain/data.h"
+#include "trainutil.h"
+
+DD_TEST_GLOBALS;
+static dd_comm *world;
+static const char *scratch;
+
+static void path(char *buf, const char *name) { snprintf(buf, 1024, "%s/%s", scratch, name); }
+
+/* rank 0 writes arrays; everyone waits */
+static void write_file(const char *p, const dd_array *a, int n) {
+  int rc = dd_comm_rank(world) == 0 ? dd_data_write(p, a, n, NULL, 0) : DD_OK;
+  CHECK_OK(dd_comm_bcast_status(world, rc, 0));
+}
+
+/* load must fail identically on all ranks, message containing needle */
+static void expect_load_error(const char *p, const char *x, const char *y, const char *needle) {
+  dd_dataset *ds = NULL;
+  dd_error_clear();
+  int rc = dd_data_load(world, p, x, y, "data.train", &ds);
+  CHECK(rc != DD_OK);
+  CHECK(ds == NULL);
+  CHECK_CONTAINS(dd_error_message(), needle);
+  bool same = false;
+  dd_comm_same_u64(world, dd_fnv1a(dd_error_message(), strlen(dd_error_message()), DD_FNV_OFFSET), &same);
+  CHECK(same); /* every rank reports the same message */
+  dd_error_clear();
+}
+
+static void loads_identically(void) {
+  char p[1024];
+  path(p, "ok.h5");
+  dd_synth_spec s = {.samples = 300, .features = 12, .classes = 4, .noise = 0.3, .seed = 3};
+  CHECK_OK(tu_write_synth(world, p, &s));
+  dd_dataset *ds = NULL;
+  CHECK_OK(dd_data_load(world, p, "/x", "/y", "data.train", &ds));
+  if (!ds)
+    return;
+  CHECK_INT(ds->n, 300);
+  CHECK_INT(ds->xsize, 12);
+  CHECK_INT(ds->ykind, DD_LABELS_CLASS);
+  CHECK_INT(ds->nclasses, 4);
+  uint64_t h = dd_fnv1a(ds->x, sizeof(float) * 300 * 12, DD_FNV_OFFSET);
+  h = dd_fnv1a(ds->yc, sizeof(int32_t) * 300, h);
+  bool same = false;
+  CHECK_OK(dd_comm_same_u64(world, h, &same));
+  CHECK(same);
+  /* features only */
+  dd_dataset *fx = NULL;
+  CHECK_OK(dd_data_load(world, p, "/x", NULL, "data", &fx));
+  CHECK(fx && fx->ykind == 0 && fx->yc == NULL && fx->n == 300);
+  dd_data_free(fx);
+  /* holdout split: disjoint, complete, deterministic */
+  dd_split tr, va, tr2, va2;
+  CHECK_OK(dd_split_holdout(ds, 0.2, 9, &tr, &va));
+  CHECK_OK(dd_split_holdout(ds, 0.2, 9, &tr2, &va2));
+  CHECK_INT(va.n, 60);
+  CHECK_INT(tr.n + va.n, 300);
+  int seen[300] = {0};
+  for (int64_t i = 0; i < tr.n; i++)
+    seen[tr.rows[i]]++;
+  for (int64_t i = 0; i < va.n; i++)
+    seen[va.rows[i]]++;
+  int ok = 1;
+  for (int i = 0; i < 300; i++)
+    ok &= seen[i] == 1;
+  CHECK(ok);
+  CHECK(memcmp(va.rows, va2.rows, sizeof(int64_t) * (size_t)va.n) == 0);
+  /* gather copies the right rows */
+  int64_t pos[2] = {0, 5};
+  float xb[24];
+  int32_t yb[2];
+  dd_data_gather(&va, pos, 2, xb, yb);
+  CHECK(memcmp(xb + 12, ds->x + va.rows[5] * 12, 12 * sizeof(float)) == 0);
+  CHECK_INT(yb[1], ds->yc[va.rows[5]]);
+  dd_split_free(&tr);
+  dd_split_free(&va);
+  dd_split_free(&tr2);
+  dd_split_free(&va2);
+  dd_data_free(ds);
+}
+
+static void converts_types(void) {
+  /* float64 features and int8-range labels stored as int32 of another name */
+  char p[1024];
+  path(p, "types.h5");
+  float x[6] = {1, 2, 3, 4, 5, 6};
+  int32_t y[3] = {0, 1, 1};
+  dd_array a[2] = {{"/features", DD_F32, 2, {3, 2}, x}, {"/labels", DD_I32, 1, {3}, y}};
+  write_file(p, a, 2);
+  dd_dataset *ds = NULL;
+  CHECK_OK(dd_data_load(world, p, "/features", "/labels", "data.train", &ds));
+  CHECK(ds && ds->x[5] == 6.0f && ds->yc[2] == 1);
+  dd_data_free(ds);
+  /* float labels -> regression targets */
+  float t[6] = {0.5f, 1, 2, 3, 4, 5};
+  dd_array b[2] = {{"/x", DD_F32, 2, {3, 2}, x}, {"/y", DD_F32, 2, {3, 2}, t}};
+  path(p, "reg.h5");
+  write_file(p, b, 2);
+  CHECK_OK(dd_data_load(world, p, "/x", "/y", "data.train", &ds));
+  CHECK(ds && ds->ykind == DD_LABELS_FLOAT && ds->ysize == 2 && ds->yf[0] == 0.5f);
+  dd_data_free(ds);
+}
+
+static void bad_files_fail_everywhere(void) {
+  char p[1024];
+  path(p, "missing.h5");
+  expect_load_error(p, "/x", "/y", "No such file");
+  path(p, "not-hdf5.h5");
+  if (dd_comm_rank(world) == 0) {
+    FILE *f = fopen(p, "w");
+    fputs("a,b\n1,2\n", f);
+    fclose(f);
+  }
+  dd_comm_barrier(world);
+  expect_load_error(p, "/x", "/y", "is not an HDF5 file");
+  path(p, "ok.h5");
+  expect_load_error(p, "/features", "/y", "has no dataset '/features'");
+  expect_load_error(p, "/features", "/y", "it has: /x, /y");
+  float x[6] = {1, 2, 3, 4, 5, 6};
+  int32_t y2[2] = {0, 1}, yneg[3] = {0, -3, 1};
+  dd_array mism[2] = {{"/x", DD_F32, 2, {3, 2}, x}, {"/y", DD_I32, 1, {2}, y2}};
+  path(p, "mismatch.h5");
+  write_file(p, mism, 2);
+  expect_load_error(p, "/x", "/y", "has 3 samples but /y has 2");
+  dd_array neg[2] = {{"/x", DD_F32, 2, {3, 2}, x}, {"/y", DD_I32, 1, {3}, yneg}};
+  path(p, "neg.h5");
+  write_file(p, neg, 2);
+  expect_load_error(p, "/x", "/y", "/y[1] = -3 is negative");
+  float xn[6] = {1, 2, 3, 0, 5, 6};
+  xn[3] = NAN;
+  int32_t y3[3] = {0, 1, 0};
+  dd_array nan_[2] = {{"/x", DD_F32, 2, {3, 2}, xn}, {"/y", DD_I32, 1, {3}, y3}};
+  path(p, "nan.h5");
+  write_file(p, nan_, 2);
+  expect_load_error(p, "/x", "/y", "/x[1] feature 1 is NaN");
+}
+
+int main(int argc, char **argv) {
+  if (dd_comm_init(&argc, &argv, &world) || argc < 2)
+    return 2;
+  scratch = argv[1];
+  RUN(loads_identically);
+  RUN(converts_types);
+  RUN(bad_files_fail_everywhere);
+  int f = tu_total_failures(world);
+  dd_comm_finalize(world);
+  return f ? 1 : 0;
+}

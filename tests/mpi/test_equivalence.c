@@ -1,0 +1,99 @@
+/* The distributed invariant: N ranks with global batch B take the same steps
+ * as one rank with B. Each case trains on the world communicator and, on
+ * rank 0, on a one-rank communicator, then compares the final parameters:
+ * relative error <= tol (bitwise at one rank). Add cases to the table. */
+#include <stdio.h>
+#include <string.h>
+
+#include "check.h"
+#include "trainutil.h"
+
+DD_TEST_GLOBALS;
+static dd_comm *world;
+static const char *scratch;
+
+typedef struct eq_case {
+  const char *name;
+  const char *yaml;   /* data.train and checkpoint.dir are filled in */
+  dd_synth_spec data;
+  int steps;
+  double tol;
+} eq_case;
+
+static const eq_case cases[] = {
+    {"mlp-ce",
+     "model: {layers: [{type: dense, units: 16}, relu, {type: dense, units: 16}, tanh, {type: dense, units: 5}]}\n"
+     "optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.0001}\n"
+     "train: {batch_size: 12, epochs: 3, seed: 5}\n",
+     {.samples = 50, .features = 8, .classes = 5, .noise = 0.3, .seed = 1}, 0, 1e-5},
+    {"mlp-mse-uneven",
+     "model: {layers: [{type: dense, units: 10}, sigmoid, {type: dense, units: 3}], loss: mse}\n"
+     "optim: {name: sgd, lr: 0.05, momentum: 0.5, nesterov: true}\n"
+     "train: {batch_size: 7, epochs: 2, seed: 9}\n",
+     {.regression = true, .samples = 45, .features = 6, .classes = 3, .noise = 0.1, .seed = 2}, 0, 1e-5},
+    {"mlp-drop-last",
+     "model: {layers: [{type: dense, units: 8}, relu, {type: dense, units: 3}]}\n"
+     "data: {drop_last: true, val_fraction: 0.2}\n"
+     "optim: {name: sgd, lr: 0.2}\n"
+     "train: {batch_size: 9, epochs: 2, seed: 3}\n",
+     {.samples = 61, .features = 5, .classes = 3, .noise = 0.5, .seed = 3}, 0, 1e-5},
+};
+
+static void run_case(const eq_case *k) {
+  char data[1024], dir[1024], ref[1024], ov_data[1100], ov_dir[1100], ov_ref[1100], ov_steps[64];
+  int P = dd_comm_size(world);
+  snprintf(data, sizeof data, "%s/%s.h5", scratch, k->name);
+  snprintf(dir, sizeof dir, "%s/%s-np%d", scratch, k->name, P);
+  snprintf(ref, sizeof ref, "%s/%s-ref", scratch, k->name);
+  CHECK_OK(tu_write_synth(world, data, &k->data));
+  tu_fresh_dir(world, dir);
+  tu_fresh_dir(world, ref);
+  snprintf(ov_data, sizeof ov_data, "data.train=%s", data);
+  snprintf(ov_dir, sizeof ov_dir, "checkpoint.dir=%s", dir);
+  snprintf(ov_ref, sizeof ov_ref, "checkpoint.dir=%s", ref);
+  snprintf(ov_steps, sizeof ov_steps, "train.max_steps=%d", k->steps);
+  char *ov[] = {ov_data, ov_dir, ov_steps};
+  dd_train_result res;
+  CHECK_OK(tu_train(world, k->yaml, 3, ov, NULL, &res));
+  float *mine = NULL, *theirs = NULL;
+  int64_t n = 0, n2 = 0;
+  CHECK_OK(tu_params(world, res.last_checkpoint, &mine, &n));
+  if (dd_comm_rank(world) == 0) {
+    dd_comm *self = NULL;
+    CHECK_OK(dd_comm_self(&self));
+    char *ovr[] = {ov_data, ov_ref, ov_steps};
+    dd_train_result rr;
+    CHECK_OK(tu_train(self, k->yaml, 3, ovr, NULL, &rr));
+    CHECK_INT(rr.steps, res.steps);
+    CHECK_OK(tu_params(self, rr.last_checkpoint, &theirs, &n2));
+    CHECK_INT(n, n2);
+    if (mine && theirs && n == n2) {
+      double d = tu_rel_diff(mine, theirs, n);
+      printf("  %-16s %d rank(s) vs 1 rank after %lld steps: max rel diff %.3g\n", k->name, P,
+             (long long)res.steps, d);
+      if (P == 1)
+        CHECK(memcmp(mine, theirs, sizeof(float) * (size_t)n) == 0);
+      if (!(d <= k->tol))
+        DD_FAIL_AT("%s: %d ranks differ from 1 rank by %.3g (tol %g)", k->name, P, d, k->tol);
+    }
+    dd_comm_finalize(self);
+  }
+  dd_free(mine);
+  dd_free(theirs);
+  dd_comm_barrier(world);
+}
+
+static void n_ranks_equal_one_rank(void) {
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    run_case(&cases[i]);
+}
+
+int main(int argc, char **argv) {
+  if (dd_comm_init(&argc, &argv, &world) || argc < 2)
+    return 2;
+  scratch = argv[1];
+  RUN(n_ranks_equal_one_rank);
+  int f = tu_total_failures(world);
+  dd_comm_finalize(world);
+  return f ? 1 : 0;
+}
