@@ -5,9 +5,11 @@
 set(DD_MPI_ENV
   "OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1;OPENBLAS_NUM_THREADS=1;OMPI_MCA_rmaps_base_oversubscribe=1;OMPI_MCA_btl_vader_single_copy_mechanism=none")
 if(DDTRAIN_SANITIZE)
-  # Open MPI and hwloc keep allocations until exit; LeakSanitizer suppressions for them
+  # Open MPI and hwloc keep allocations until exit; LeakSanitizer suppressions for them.
+  # Open MPI's plugins stay loaded (no dlclose) so leak stacks name their libraries.
   list(APPEND DD_MPI_ENV
-    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0"
+    "OMPI_MCA_mca_base_component_disable_dlclose=1"
+    "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0:fast_unwind_on_malloc=0"
     "LSAN_OPTIONS=suppressions=${PROJECT_SOURCE_DIR}/tests/lsan.supp:print_suppressions=0"
     "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
 endif()
