@@ -12,6 +12,7 @@
 
 typedef struct csv_row {
   char *line; /* owned copy, fields point into it */
+  int64_t lineno; /* in the file, for messages */
   int nf;
   char **f;
 } csv_row;
@@ -120,6 +121,7 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
       rowcap = nc;
     }
     csv_row *r = &rows[nrows];
+    r->lineno = lineno;
     r->line = dd_strdup(s);
     int cap = 0;
     r->f = NULL;
@@ -128,7 +130,6 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
       rc = DD_ENOMEM;
       break;
     }
-    /* remember the source line number in the unused slot count */
     nrows++;
     if (nrows > 1 && r->nf != rows[0].nf) {
       rc = dd_error(DD_EDATA, "%s:%lld has %d fields but the first row has %d; every row needs the same columns", csv,
@@ -221,7 +222,7 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
   }
   for (int64_t i = 0; rc == DD_OK && i < n; i++) {
     char **f = rows[first + i].f;
-    int64_t line_no = first + i + 1; /* data rows, blank lines excluded */
+    int64_t line_no = rows[first + i].lineno;
     float *x = ds->x + i * ds->xsize;
     int k = 0;
     for (int j = 0; j < ncol && rc == DD_OK; j++) {
@@ -229,13 +230,13 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
       if (j == lab) {
         if (regression) {
           if (!parse_double(f[j], &v))
-            rc = dd_error(DD_EDATA, "%s: data row %lld: target '%s' is not a number", csv, (long long)line_no, f[j]);
+            rc = dd_error(DD_EDATA, "%s:%lld: target '%s' is not a number", csv, (long long)line_no, f[j]);
           else
             ds->yf[i] = (float)v;
         } else if (numeric_labels) {
           parse_double(f[j], &v);
           if (v < 0 || v > 2147483647.0)
-            rc = dd_error(DD_EDATA, "%s: data row %lld: label %s is negative or too large; class ids must be 0..K-1",
+            rc = dd_error(DD_EDATA, "%s:%lld: label %s is negative or too large; class ids must be 0..K-1",
                           csv, (long long)line_no, f[j]);
           else
             ds->yc[i] = (int32_t)v;
@@ -246,7 +247,7 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
         continue;
       }
       if (!parse_double(f[j], &v))
-        rc = dd_error(DD_EDATA, "%s: data row %lld, column %d%s%s%s: '%s' is not a number; features must be numeric",
+        rc = dd_error(DD_EDATA, "%s:%lld: column %d%s%s%s: '%s' is not a number; features must be numeric",
                       csv, (long long)line_no, j, header ? " ('" : "", header ? rows[0].f[j] : "", header ? "')" : "",
                       f[j]);
       x[k++] = (float)v;
