@@ -23,6 +23,11 @@ void dd_free(void *p);
  * dd_free. */
 char *dd_strdup(const char *s);
 
+/* mkdir -p dir (what names the option or key for the message). */
+int dd_mkdirs(const char *dir, const char *what);
+/* mkdir -p of the directory part of a file path. */
+int dd_mkdirs_for(const char *path, const char *what);
+
 /* xoshiro256** generator. Seeded from (seed, stream) through splitmix64 so
  * independent streams (init, shuffling, dropout, ...) never overlap in
  * practice. The state is four words and can be checkpointed as is. */

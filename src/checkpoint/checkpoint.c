@@ -14,22 +14,6 @@
 
 #define PATH_N 4096
 
-static int make_dirs(const char *dir) {
-  char buf[PATH_N];
-  snprintf(buf, sizeof buf, "%s", dir);
-  for (char *p = buf + 1; *p; p++) {
-    if (*p != '/')
-      continue;
-    *p = '\0';
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-      return dd_error(DD_EIO, "cannot create checkpoint directory '%s': %s (checkpoint.dir)", buf, strerror(errno));
-    *p = '/';
-  }
-  if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-    return dd_error(DD_EIO, "cannot create checkpoint directory '%s': %s (checkpoint.dir)", buf, strerror(errno));
-  return DD_OK;
-}
-
 static int write_tensor(hid_t parent, const char *group, const char *name, const dd_param *p, const float *data,
                         const char *path) {
   char full[512];
@@ -122,8 +106,8 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
        dd__h5_attr_i64(f, "samples_seen", st->samples_seen) < 0 || dd__h5_attr_i64(f, "seed", (int64_t)st->seed) < 0 ||
        dd__h5_attr_str(f, "rng", "counter-based: shuffle = f(seed, epoch), dropout = f(seed, step, sample)") < 0 ||
        dd__h5_attr_i64(f, "nranks", st->nranks) < 0 || dd__h5_attr_i64(f, "batch_size", st->batch_size) < 0 ||
-       dd__h5_attr_i64(f, "nlayers", m->nlayers) < 0 ||
-       write_shape(f, m->input) < 0 || dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
+       dd__h5_attr_i64(f, "nlayers", m->nlayers) < 0 || write_shape(f, m->input) < 0 ||
+       dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
        dd__h5_attr_str(f, "optimizer", o ? dd_optim_name(o->spec.kind) : "none") < 0 ||
        dd__h5_attr_i64(f, "optimizer_steps", o ? o->t : 0) < 0 ||
        dd__h5_attr_str(f, "config", config_text ? config_text : "") < 0))
@@ -183,7 +167,7 @@ static void free_list(char **names, int count) {
 static int save_root(const char *dir, int keep, const dd_model *m, const dd_optim *o, const dd_train_state *st,
                      const char *config_text, char *final, size_t final_n) {
   dd__h5_quiet();
-  int rc = make_dirs(dir);
+  int rc = dd_mkdirs(dir, "checkpoint.dir");
   if (rc)
     return rc;
   char tmp[PATH_N + 64];

@@ -1,7 +1,10 @@
-/* The one allocation path: overflow-checked, zeroed, aligned. */
+/* The one allocation path (overflow-checked, zeroed, aligned) and small OS helpers. */
+#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ddtrain/core.h"
 
@@ -43,4 +46,31 @@ char *dd_strdup(const char *s) {
   if (d)
     memcpy(d, s, n);
   return d;
+}
+
+int dd_mkdirs(const char *dir, const char *what) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", dir);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != '\0')
+      continue;
+    char keep = *p;
+    *p = '\0';
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+      return dd_error(DD_EIO, "cannot create directory '%s' (%s): %s", buf, what, strerror(errno));
+    if (!keep)
+      break;
+    *p = keep;
+  }
+  return DD_OK;
+}
+
+int dd_mkdirs_for(const char *path, const char *what) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir)
+    return DD_OK;
+  *slash = '\0';
+  return dd_mkdirs(dir, what);
 }

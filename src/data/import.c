@@ -226,7 +226,7 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
     float *x = ds->x + i * ds->xsize;
     int k = 0;
     for (int j = 0; j < ncol && rc == DD_OK; j++) {
-      double v;
+      double v = 0.0;
       if (j == lab) {
         if (regression) {
           if (!parse_double(f[j], &v))

@@ -12,6 +12,9 @@
 
 int dd_data_write(const char *path, const dd_array *arrays, int narrays, const dd_attr *attrs, int nattrs) {
   dd__h5_quiet();
+  int mk = dd_mkdirs_for(path, "output file");
+  if (mk)
+    return mk;
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);

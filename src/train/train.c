@@ -63,18 +63,9 @@ static int open_metrics(run *r, bool append) {
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->cfg->ckpt_dir);
   else
     return DD_OK;
-  if (!r->cfg->metrics[0]) {
-    char cmd[DD_PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "%s", r->cfg->ckpt_dir);
-    /* the checkpoint directory may not exist yet */
-    for (char *p = cmd + 1; *p; p++)
-      if (*p == '/') {
-        *p = '\0';
-        mkdir(cmd, 0777);
-        *p = '/';
-      }
-    mkdir(cmd, 0777);
-  }
+  int rc = dd_mkdirs_for(path, "train.metrics");
+  if (rc)
+    return rc;
   r->metrics = fopen(path, append ? "a" : "w");
   if (!r->metrics)
     return dd_error(DD_EIO, "cannot open metrics log '%s' for writing (train.metrics); check the directory", path);
