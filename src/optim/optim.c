@@ -318,7 +318,7 @@ static void adam_step(dd_optim *o, float *restrict p, const float *restrict g, f
       float d = g[i] * scale + w.l2 * pi;
       float mi = beta1 * m[i] + c1 * d;
       float vi = beta2 * v[i] + c2 * d * d;
-      float vm = fmaxf(vmax[i], vi);
+      float vm = vi > vmax[i] ? vi : vmax[i]; /* maxps; fmaxf would not vectorise */
       m[i] = mi;
       v[i] = vi;
       vmax[i] = vm;
@@ -337,6 +337,12 @@ static void adam_step(dd_optim *o, float *restrict p, const float *restrict g, f
   }
 }
 
+/* max(x, 0) as a compare-select that vectorises (fmaxf does not without
+ * -ffinite-math-only) */
+static inline float pos(float x) {
+  return x > 0.0f ? x : 0.0f;
+}
+
 static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
   const int64_t n = o->n;
   const wd w = weight_decay(&o->spec, lr_d);
@@ -353,7 +359,7 @@ static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g
       float d = g[i] * scale + w.l2 * pi;
       float s = alpha * sq[i] + c * d * d;
       float a = alpha * ga[i] + c * d;
-      float b = mu * buf[i] + d / (sqrtf(fmaxf(s - a * a, 0.0f)) + eps);
+      float b = mu * buf[i] + d / (sqrtf(pos(s - a * a)) + eps);
       sq[i] = s;
       ga[i] = a;
       buf[i] = b;
@@ -367,7 +373,7 @@ static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g
       float a = alpha * ga[i] + c * d;
       sq[i] = s;
       ga[i] = a;
-      p[i] = pi - lr * (d / (sqrtf(fmaxf(s - a * a, 0.0f)) + eps));
+      p[i] = pi - lr * (d / (sqrtf(pos(s - a * a)) + eps));
     }
   } else if (buf) {
     for (int64_t i = 0; i < n; i++) {
