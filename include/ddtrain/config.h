@@ -9,6 +9,7 @@
 
 #include "ddtrain/layers.h"
 #include "ddtrain/optim.h"
+#include "ddtrain/schedule.h"
 
 #define DD_PATH_MAX 1024
 
@@ -27,8 +28,10 @@ typedef struct dd_config {
   bool drop_last;
   /* optim */
   dd_optim_spec optim;
+  dd_schedule_spec schedule;
   /* train */
   int64_t batch_size, epochs, max_steps, seed, threads, log_every;
+  int64_t accum_steps; /* micro-batches per rank per optimizer step */
   char metrics[DD_PATH_MAX];
   /* checkpoint */
   char ckpt_dir[DD_PATH_MAX];

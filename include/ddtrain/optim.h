@@ -3,7 +3,8 @@
  * Every piece of optimizer state is an arena shaped like the parameters
  * (momentum buffer, Adam moments, ...), so an update is one flat loop and
  * the checkpoint stores each state arena with the parameters' tensor names.
- * Update rules and defaults follow PyTorch's torch.optim documentation. */
+ * Update rules and defaults follow PyTorch's torch.optim documentation
+ * (formulas in docs/optimizers.md). */
 #ifndef DDTRAIN_OPTIM_H
 #define DDTRAIN_OPTIM_H
 
@@ -12,40 +13,71 @@
 
 #define DD_OPTIM_MAX_STATE 4
 
-enum { DD_OPTIM_SGD = 0 };
+enum { DD_OPTIM_SGD = 0, DD_OPTIM_ADAM, DD_OPTIM_ADAMW, DD_OPTIM_RMSPROP, DD_OPTIM_ADAGRAD, DD_OPTIM_NKINDS };
 
+/* Hyperparameters. A NaN means "the optimizer's default" and a key that
+ * does not apply to the kind must stay NaN (or false): dd_optim_resolve
+ * fills the defaults and rejects the rest, naming the config key. */
 typedef struct dd_optim_spec {
-  int kind;            /* DD_OPTIM_* */
-  double lr;           /* base learning rate */
-  double momentum;     /* SGD */
-  double dampening;    /* SGD */
-  bool nesterov;       /* SGD */
-  double weight_decay; /* L2 penalty added to the gradient */
+  int kind;                         /* DD_OPTIM_* */
+  double lr;                        /* base learning rate (before schedule and scaling) */
+  double momentum;                  /* sgd, rmsprop */
+  double dampening;                 /* sgd */
+  bool nesterov;                    /* sgd */
+  double betas[2];                  /* adam, adamw */
+  double eps;                       /* adam, adamw, rmsprop, adagrad */
+  bool amsgrad;                     /* adam, adamw */
+  double alpha;                     /* rmsprop smoothing constant */
+  bool centered;                    /* rmsprop */
+  double lr_decay;                  /* adagrad */
+  double initial_accumulator_value; /* adagrad */
+  double weight_decay;              /* all: L2 added to the gradient, or decoupled */
+  bool decoupled_weight_decay;      /* p <- p (1 - lr wd) before the update (always for adamw) */
+  /* trainer options, any optimizer */
+  double clip_norm;       /* clip the global gradient L2 norm to this (0 = off) */
+  int64_t ref_batch_size; /* linear scaling rule: lr is for this global batch (0 = off) */
 } dd_optim_spec;
 
+/* kind sgd, every hyperparameter "default" (NaN), no clipping or scaling. */
 void dd_optim_spec_defaults(dd_optim_spec *s);
 /* Config name of a kind ("sgd"), and back (-1 if unknown). */
 const char *dd_optim_name(int kind);
 int dd_optim_find(const char *name);
-/* Check hyperparameters; errors name the config key ("optim.momentum"). */
-int dd_optim_validate(const dd_optim_spec *s);
+/* "sgd, adam, adamw, rmsprop, adagrad" into buf; returns buf. */
+char *dd_optim_names(char *buf, int n);
+/* Fill the kind's defaults into NaN fields, reject keys that do not apply
+ * to the kind and out-of-range values. Idempotent. Errors name the config
+ * key ("optim.betas = [0.9, 1]: each beta must be in [0, 1)"). */
+int dd_optim_resolve(dd_optim_spec *s);
+/* The learning rate after the linear scaling rule:
+ * lr * global_batch / ref_batch_size (lr itself when that is off). */
+double dd_optim_scaled_lr(const dd_optim_spec *s, int64_t global_batch);
 
 typedef struct dd_optim {
-  dd_optim_spec spec;
-  int64_t n; /* parameters */
-  int64_t t; /* updates applied so far (checkpointed) */
+  dd_optim_spec spec; /* resolved */
+  int64_t n;          /* parameters */
+  int64_t t;          /* updates applied so far (checkpointed; Adam's bias correction) */
   int nstate;
-  const char *state_name[DD_OPTIM_MAX_STATE]; /* "momentum_buffer", ... */
+  const char *state_name[DD_OPTIM_MAX_STATE]; /* PyTorch's names: "exp_avg", ... */
   float *state[DD_OPTIM_MAX_STATE];           /* [n] each, owned */
 } dd_optim;
 
-/* *out owned by the caller (dd_optim_free). State starts at zero. */
+/* Resolves a copy of *s. *out owned by the caller (dd_optim_free). State
+ * starts at zero (Adagrad's sum at initial_accumulator_value). */
 int dd_optim_create(const dd_optim_spec *s, int64_t n, dd_optim **out);
 void dd_optim_free(dd_optim *o);
 
 /* One update: g = grad_scale * grads[i] (the trainer passes 1 / global
- * count to turn summed gradients into means), then the rule with learning
- * rate lr. Increments o->t. */
+ * count, times the clipping factor), then the rule with learning rate lr
+ * (this step's scheduled value). Increments o->t. One flat loop. */
 void dd_optim_step(dd_optim *o, float *params, const float *grads, float grad_scale, double lr);
+
+/* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_).
+ * dd_optim_grad_norm: || grad_scale * grads[0..n) ||_2, accumulated in
+ * double in a fixed order (the same value on every rank for the same
+ * arena). dd_optim_clip_factor: min(1, max_norm / (norm + 1e-6)), or 1
+ * when max_norm <= 0. */
+double dd_optim_grad_norm(const float *grads, int64_t n, double grad_scale);
+double dd_optim_clip_factor(double norm, double max_norm);
 
 #endif

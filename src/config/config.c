@@ -11,6 +11,9 @@
 #include "tree.h"
 
 enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS };
+/* optimizer and schedule keys (optim.h, schedule.h): F_AUTO is a number or
+ * "auto" (NaN: the optimizer's default) */
+enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES };
 
 typedef struct field {
   const char *key;
@@ -30,6 +33,7 @@ typedef struct section {
 
 #define OFF(f) offsetof(dd_config, f)
 #define OPT(f) (offsetof(dd_config, optim) + offsetof(dd_optim_spec, f))
+#define SCH(f) (offsetof(dd_config, schedule) + offsetof(dd_schedule_spec, f))
 #define STR(f) OFF(f), sizeof(((dd_config *)0)->f)
 
 static const field model_fields[] = {
@@ -49,13 +53,55 @@ static const field data_fields[] = {
      "hold out this fraction of data.train for validation (when data.val is not set)"},
     {"drop_last", F_BOOL, OFF(drop_last), 0, 0, 0, "false", "skip the last partial global batch of each epoch"},
 };
+/* "auto" = the optimizer's PyTorch default; keys of other optimizers are errors (optim.c) */
 static const field optim_fields[] = {
-    {"name", F_OPTIM, OPT(kind), 0, 0, 0, "sgd", "optimizer: sgd"},
-    {"lr", F_F64, OPT(lr), 0, 0, 1e6, "0.01", "learning rate"},
-    {"momentum", F_F64, OPT(momentum), 0, 0, 0.999999, "0", "SGD momentum"},
-    {"dampening", F_F64, OPT(dampening), 0, 0, 1, "0", "SGD dampening"},
-    {"nesterov", F_BOOL, OPT(nesterov), 0, 0, 0, "false", "Nesterov momentum"},
-    {"weight_decay", F_F64, OPT(weight_decay), 0, 0, 1e6, "0", "L2 penalty added to the gradient"},
+    {"name", F_OPTIM, OPT(kind), 0, 0, 0, "sgd", "optimizer: sgd, adam, adamw, rmsprop, adagrad (docs/optimizers.md)"},
+    {"lr", F_AUTO, OPT(lr), 0, 0, 1e6, "auto",
+     "base learning rate; auto: 0.01 sgd, rmsprop, adagrad; 0.001 adam, adamw"},
+    {"momentum", F_AUTO, OPT(momentum), 0, 0, 1, "auto", "sgd, rmsprop: momentum factor in [0, 1); auto: 0"},
+    {"dampening", F_AUTO, OPT(dampening), 0, 0, 1, "auto", "sgd: dampening of the momentum; auto: 0"},
+    {"nesterov", F_BOOL, OPT(nesterov), 0, 0, 0, "false", "sgd: Nesterov momentum"},
+    {"betas", F_BETAS, OPT(betas), 0, 0, 1, "auto", "adam, adamw: [beta1, beta2], each in [0, 1); auto: [0.9, 0.999]"},
+    {"eps", F_AUTO, OPT(eps), 0, 0, 1, "auto",
+     "adam, adamw, rmsprop, adagrad: denominator term; auto: 1e-8 (adagrad 1e-10)"},
+    {"amsgrad", F_BOOL, OPT(amsgrad), 0, 0, 0, "false", "adam, adamw: AMSGrad (running max of the second moment)"},
+    {"alpha", F_AUTO, OPT(alpha), 0, 0, 1, "auto", "rmsprop: smoothing constant in [0, 1); auto: 0.99"},
+    {"centered", F_BOOL, OPT(centered), 0, 0, 0, "false",
+     "rmsprop: divide by the estimated variance, not the 2nd moment"},
+    {"lr_decay", F_AUTO, OPT(lr_decay), 0, 0, 1e6, "auto", "adagrad: step t uses lr / (1 + (t - 1) lr_decay); auto: 0"},
+    {"initial_accumulator_value", F_AUTO, OPT(initial_accumulator_value), 0, 0, 1e6, "auto",
+     "adagrad: initial sum of squared gradients; auto: 0"},
+    {"weight_decay", F_AUTO, OPT(weight_decay), 0, 0, 1e6, "auto",
+     "weight decay (L2 added to the gradient unless decoupled); auto: 0.01 adamw, else 0"},
+    {"decoupled_weight_decay", F_BOOL, OPT(decoupled_weight_decay), 0, 0, 0, "false",
+     "decay as p <- p (1 - lr weight_decay) before the update (AdamW style; always on for adamw)"},
+    {"clip_norm", F_F64, OPT(clip_norm), 0, 0, 1e12, "0",
+     "clip the global L2 norm of the averaged gradient to this, after the allreduce (0 = off)"},
+    {"ref_batch_size", F_I64, OPT(ref_batch_size), 0, 0, 1e12, "0",
+     "linear scaling rule: optim.lr is for this global batch and is scaled by batch_size / ref (0 = off)"},
+};
+/* Keys left out ("" default) are unset: resolved per schedule (schedule.c). */
+static const field schedule_fields[] = {
+    {"name", F_SCHED, SCH(kind), 0, 0, 0, "constant",
+     "LR schedule: constant, step, multistep, exponential, cosine, polynomial, onecycle"},
+    {"unit", F_UNIT, SCH(unit), 0, 0, 0, "",
+     "what the schedule's times count: steps or epochs (required unless constant)"},
+    {"step_size", F_I64, SCH(step_size), 0, 1, 1e15, "", "step: multiply the LR by gamma every step_size units"},
+    {"gamma", F_F64, SCH(gamma), 0, 0, 1e6, "", "step, multistep (default 0.1), exponential (required): decay factor"},
+    {"milestones", F_MILESTONES, 0, 0, 0, 0, "", "multistep: increasing times of the decays, e.g. [30, 60, 80]"},
+    {"t_max", F_I64, SCH(t_max), 0, 1, 1e15, "", "cosine: units to reach eta_min (default: the run's length)"},
+    {"eta_min", F_F64, SCH(eta_min), 0, 0, 1e6, "", "cosine: the floor LR (default 0)"},
+    {"total", F_I64, SCH(total), 0, 1, 1e15, "", "polynomial, onecycle: length in units (default: the run's length)"},
+    {"power", F_F64, SCH(power), 0, 0, 1e6, "", "polynomial: lr (1 - t / total)^power (default 1)"},
+    {"pct_start", F_F64, SCH(pct_start), 0, 0, 1, "", "onecycle: fraction of total spent rising (default 0.3)"},
+    {"div_factor", F_F64, SCH(div_factor), 0, 0, 1e12, "", "onecycle: start at lr / div_factor (default 25)"},
+    {"final_div_factor", F_F64, SCH(final_div_factor), 0, 0, 1e12, "",
+     "onecycle: end at lr / div_factor / final_div_factor (default 1e4)"},
+    {"warmup_steps", F_I64, SCH(warmup_steps), 0, 0, 1e15, "0", "linear warmup over this many optimizer steps"},
+    {"warmup_epochs", F_F64, SCH(warmup_epochs), 0, 0, 1e9, "0",
+     "linear warmup over this many epochs (applied per step; use one of the two)"},
+    {"warmup_start_factor", F_F64, SCH(warmup_start_factor), 0, 0, 1, "",
+     "warmup starts at this fraction of the LR, rising linearly to 1 (default 1/3, as LinearLR)"},
 };
 static const field train_fields[] = {
     {"batch_size", F_I64, OFF(batch_size), 0, 1, 1e12, "32", "GLOBAL batch size, split across all ranks"},
@@ -65,6 +111,8 @@ static const field train_fields[] = {
      "stop (with a checkpoint) after this many optimizer steps in total (0 = no limit)"},
     {"threads", F_I64, OFF(threads), 0, 0, 4096, "0",
      "BLAS threads per rank; 0 = SLURM_CPUS_PER_TASK, OPENBLAS_NUM_THREADS or cores / ranks per node"},
+    {"accum_steps", F_I64, OFF(accum_steps), 0, 1, 1e6, "1",
+     "gradient accumulation: micro-batches per rank per step, still one allreduce per step"},
     {"log_every", F_I64, OFF(log_every), 0, 0, 1e12, "50",
      "write a step record to the metrics log every N steps (0 = epochs only)"},
     {"metrics", F_STR, STR(metrics), 0, 0, "", "JSON Lines metrics log; default <checkpoint.dir>/metrics.jsonl"},
@@ -79,8 +127,8 @@ static const field ckpt_fields[] = {
 #define SEC(n, f)                                                                                                      \
   { n, f, (int)(sizeof f / sizeof f[0]) }
 static const section sections[] = {
-    SEC("model", model_fields), SEC("data", data_fields),       SEC("optim", optim_fields),
-    SEC("train", train_fields), SEC("checkpoint", ckpt_fields),
+    SEC("model", model_fields),       SEC("data", data_fields),   SEC("optim", optim_fields),
+    SEC("schedule", schedule_fields), SEC("train", train_fields), SEC("checkpoint", ckpt_fields),
 };
 #define NSECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
@@ -361,6 +409,73 @@ static int parse_layers(dd_config *c, const dd_cnode *n) {
   return DD_OK;
 }
 
+/* ---- optimizer and schedule fields -------------------------------------- */
+
+static int set_optim_field(dd_config *c, const field *f, const dd_cnode *v, const char *label) {
+  char what[400];
+  char *dst = (char *)c + f->off;
+  const bool is_auto = v->type == DD_CN_SCALAR && (strcmp(v->value, "auto") == 0 || v->value[0] == '\0');
+  switch (f->type) {
+  case F_AUTO: {
+    double x = NAN;
+    snprintf(what, sizeof what, "a number in [%g, %g] or auto", f->min, f->max);
+    if (v->type != DD_CN_SCALAR || (!is_auto && (parse_f64(v->value, &x) || x < f->min || x > f->max)))
+      return bad_value(v, label, what);
+    memcpy(dst, &x, sizeof x);
+    return DD_OK;
+  }
+  case F_BETAS: {
+    double b[2] = {NAN, NAN};
+    if (!is_auto) {
+      if (v->type != DD_CN_SEQ || v->nkids != 2)
+        return bad_value(v, label, "[beta1, beta2] such as [0.9, 0.999], or auto");
+      for (int i = 0; i < 2; i++)
+        if (v->kids[i]->type != DD_CN_SCALAR || parse_f64(v->kids[i]->value, &b[i]) || b[i] < 0.0 || b[i] >= 1.0)
+          return bad_value(v->kids[i], label, "betas each in [0, 1), such as [0.9, 0.999]");
+    }
+    memcpy(dst, b, sizeof b);
+    return DD_OK;
+  }
+  case F_SCHED:
+  case F_UNIT: {
+    const bool sched = f->type == F_SCHED;
+    int k = v->type == DD_CN_SCALAR ? (sched ? dd_schedule_find(v->value) : dd_schedule_unit_find(v->value)) : -1;
+    if (k < 0) {
+      char list[200] = "steps or epochs", sug[96] = "";
+      if (sched && v->type == DD_CN_SCALAR) {
+        const char *all[DD_SCHED_NKINDS];
+        for (int i = 0; i < DD_SCHED_NKINDS; i++)
+          all[i] = dd_schedule_name(i);
+        suggest(v->value, all, DD_SCHED_NKINDS, sug, sizeof sug);
+      }
+      snprintf(what, sizeof what, "%s%s%s", sched ? "one of " : "", sched ? dd_schedule_names(list, sizeof list) : list,
+               sug);
+      return bad_value(v, label, what);
+    }
+    *(int *)dst = k;
+    return DD_OK;
+  }
+  case F_MILESTONES: {
+    dd_schedule_spec *s = &c->schedule;
+    if (v->type != DD_CN_SEQ || v->nkids < 1 || v->nkids > DD_SCHED_MAX_MILESTONES) {
+      snprintf(what, sizeof what, "a list of 1 to %d increasing positive integers such as [30, 60, 80]",
+               DD_SCHED_MAX_MILESTONES);
+      return bad_value(v, label, what);
+    }
+    for (int i = 0; i < v->nkids; i++) {
+      int64_t x;
+      if (v->kids[i]->type != DD_CN_SCALAR || parse_i64(v->kids[i]->value, &x) || x < 1 ||
+          (i > 0 && x <= s->milestones[i - 1]))
+        return bad_value(v->kids[i], label, "increasing positive integers such as [30, 60, 80]");
+      s->milestones[i] = x;
+    }
+    s->nmilestones = v->nkids;
+    return DD_OK;
+  }
+  }
+  return dd_error(DD_EINVAL, "%s: unknown field type %d", label, f->type);
+}
+
 /* ---- fields ------------------------------------------------------------- */
 
 static int set_field(dd_config *c, const section *sec, const field *f, const dd_cnode *v) {
@@ -375,6 +490,8 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
       return bad_value(v, label, "a list of positive integers such as [1, 28, 28]");
     return DD_OK;
   }
+  if (f->type >= F_AUTO)
+    return set_optim_field(c, f, v, label);
   if (v->type != DD_CN_SCALAR)
     return bad_value(v, label, "a single value");
   const char *s = v->value;
@@ -424,10 +541,12 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
   case F_OPTIM: {
     int k = dd_optim_find(s);
     if (k < 0) {
-      char list[256] = "";
-      for (int i = 0, used = 0; dd_optim_name(i)[0] != '?'; i++)
-        used += snprintf(list + used, sizeof list - (size_t)used, "%s%s", i ? ", " : "", dd_optim_name(i));
-      snprintf(what, sizeof what, "one of %s", list);
+      char list[256], sug[96];
+      const char *all[DD_OPTIM_NKINDS];
+      for (int i = 0; i < DD_OPTIM_NKINDS; i++)
+        all[i] = dd_optim_name(i);
+      snprintf(what, sizeof what, "one of %s%s", dd_optim_names(list, sizeof list),
+               suggest(s, all, DD_OPTIM_NKINDS, sug, sizeof sug));
       return bad_value(v, label, what);
     }
     *(int *)dst = k;
@@ -522,6 +641,7 @@ int dd_config_parse(const char *text, const char *origin, int noverrides, char *
   if (rc == DD_OK) {
     snprintf(c->source, sizeof c->source, "%s", origin);
     dd_optim_spec_defaults(&c->optim);
+    dd_schedule_spec_defaults(&c->schedule);
     rc = apply_defaults(c);
   }
   if (rc == DD_OK)
@@ -530,7 +650,9 @@ int dd_config_parse(const char *text, const char *origin, int noverrides, char *
     rc = dd_error(DD_ECONFIG, "%s: model.layers is missing; list the layers, e.g. layers: [{type: dense, units: 10}]",
                   origin);
   if (rc == DD_OK)
-    rc = dd_optim_validate(&c->optim);
+    rc = dd_optim_resolve(&c->optim);
+  if (rc == DD_OK)
+    rc = dd_schedule_resolve(&c->schedule);
   if (rc == DD_OK)
     rc = dd__cn_emit(root, &c->text);
   dd__cn_free(root);
@@ -588,17 +710,21 @@ int dd_config_load(const char *path, int noverrides, char *const *overrides, dd_
 }
 
 const char *dd_config_reference(void) {
-  static char buf[12000];
+  static char buf[24000];
   if (buf[0])
     return buf;
   int used = 0;
   for (int s = 0; s < NSECTIONS; s++) {
     used += snprintf(buf + used, sizeof buf - (size_t)used, "%s:\n", sections[s].name);
+    int width = 14; /* the section's longest key */
+    for (int i = 0; i < sections[s].nfields; i++)
+      if ((int)strlen(sections[s].fields[i].key) > width)
+        width = (int)strlen(sections[s].fields[i].key);
     for (int i = 0; i < sections[s].nfields; i++) {
       const field *f = &sections[s].fields[i];
       char def[64];
       snprintf(def, sizeof def, "%s", f->def[0] ? f->def : (f->type == F_STR ? "\"\"" : "-"));
-      used += snprintf(buf + used, sizeof buf - (size_t)used, "  %-14s %-14s %s\n", f->key, def, f->help);
+      used += snprintf(buf + used, sizeof buf - (size_t)used, "  %-*s %-14s %s\n", width, f->key, def, f->help);
     }
   }
   used += snprintf(buf + used, sizeof buf - (size_t)used, "layers (model.layers entries):\n");

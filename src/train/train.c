@@ -22,6 +22,10 @@ typedef struct run {
   dd_split tr, va;
   dd_model *m;
   dd_optim *opt;
+  dd_schedule sched; /* LR = f(step, epoch) */
+  int accum;         /* micro-batches per rank per optimizer step */
+  double lr;         /* LR of the last step */
+  double grad_norm;  /* global gradient norm of the last step; NaN if not computed */
   dd_train_state st;
   int64_t *perm, *pos;
   void *ybuf;
@@ -139,13 +143,21 @@ static int setup(run *r) {
                     "data.train has %lld training samples, fewer than train.batch_size = %lld with data.drop_last; "
                     "lower the batch size or set data.drop_last: false",
                     (long long)r->tr.n, (long long)B);
-  int64_t local_max = (B + r->P - 1) / r->P;
-  if (local_max > 0x7fffffff)
+  const int64_t local_max = (B + r->P - 1) / r->P;
+  if (cfg->accum_steps > local_max)
+    return dd_error(DD_ECONFIG,
+                    "train.accum_steps = %lld is more than the %lld sample(s) per rank of train.batch_size = %lld at "
+                    "%d rank(s); every micro-batch needs a sample: lower train.accum_steps or raise train.batch_size",
+                    (long long)cfg->accum_steps, (long long)local_max, (long long)B, r->P);
+  r->accum = (int)cfg->accum_steps;
+  /* activations are sized for one micro-batch */
+  const int64_t micro_max = (local_max + r->accum - 1) / r->accum;
+  if (micro_max > 0x7fffffff)
     return dd_error(DD_ECONFIG, "train.batch_size per rank is too large");
   dd_model_spec spec = {.nlayers = cfg->nlayers, .layers = cfg->layers, .loss = cfg->loss};
   rc = dd__input_shape(cfg, r->train_ds, &spec.input);
   if (rc == DD_OK)
-    rc = dd_model_build(&spec, (int)local_max, DD__TAIL_N, &r->m);
+    rc = dd_model_build(&spec, (int)micro_max, DD__TAIL_N, &r->m);
   if (rc == DD_OK)
     rc = dd__check_labels(r->m, cfg, r->train_ds, "data.train");
   if (rc == DD_OK && r->val_ds)
@@ -154,11 +166,15 @@ static int setup(run *r) {
     rc = dd__check_labels(r->m, cfg, r->val_ds, "data.val");
   if (rc == DD_OK)
     rc = dd_optim_create(&cfg->optim, r->m->nparams, &r->opt);
+  if (rc == DD_OK)
+    rc = dd_schedule_init(&cfg->schedule, dd_optim_scaled_lr(&cfg->optim, B), cfg->epochs, r->steps_per_epoch,
+                          &r->sched);
   if (rc)
     return rc;
+  r->lr = r->grad_norm = NAN;
   r->perm = dd_alloc((size_t)r->tr.n, sizeof(int64_t));
-  r->pos = dd_alloc((size_t)local_max, sizeof(int64_t));
-  r->ybuf = dd_alloc((size_t)local_max, dd__label_bytes(r->train_ds));
+  r->pos = dd_alloc((size_t)micro_max, sizeof(int64_t));
+  r->ybuf = dd_alloc((size_t)micro_max, dd__label_bytes(r->train_ds));
   if (!r->perm || !r->pos || !r->ybuf)
     return DD_ENOMEM;
   return DD_OK;
@@ -237,6 +253,28 @@ static int init_state(run *r) {
   return rc;
 }
 
+/* "optim: adam lr 0.002 (0.001 x 512/256) betas [0.9, 0.999] ...; schedule: ..." */
+static void print_optim(run *r) {
+  const dd_optim_spec *o = &r->opt->spec;
+  char sched[256];
+  fprintf(r->out, "optim: %s lr %g", dd_optim_name(o->kind), r->sched.base_lr);
+  if (o->ref_batch_size > 0)
+    fprintf(r->out, " (%g x %lld/%lld)", o->lr, (long long)r->cfg->batch_size, (long long)o->ref_batch_size);
+  if (o->momentum > 0)
+    fprintf(r->out, " momentum %g%s", o->momentum, o->nesterov ? " (nesterov)" : "");
+  if (!isnan(o->betas[0]))
+    fprintf(r->out, " betas [%g, %g]%s", o->betas[0], o->betas[1], o->amsgrad ? " amsgrad" : "");
+  if (!isnan(o->alpha))
+    fprintf(r->out, " alpha %g%s", o->alpha, o->centered ? " centered" : "");
+  if (o->lr_decay > 0)
+    fprintf(r->out, " lr_decay %g", o->lr_decay);
+  if (o->weight_decay > 0)
+    fprintf(r->out, " weight_decay %g%s", o->weight_decay, o->decoupled_weight_decay ? " (decoupled)" : "");
+  if (o->clip_norm > 0)
+    fprintf(r->out, " clip_norm %g", o->clip_norm);
+  fprintf(r->out, "; schedule: %s\n", dd_schedule_describe(&r->sched, sched, sizeof sched));
+}
+
 static void print_header(run *r) {
   if (!r->out)
     return;
@@ -256,14 +294,12 @@ static void print_header(run *r) {
     fprintf(r->out, "; no validation data\n");
   dd_model_summary(r->m, sum, sizeof sum);
   fprintf(r->out, "model (%s loss):\n%s", cfg->loss == DD_LOSS_MSE ? "mse" : "cross-entropy", sum);
-  fprintf(r->out, "optim: %s lr %g", dd_optim_name(cfg->optim.kind), cfg->optim.lr);
-  if (cfg->optim.momentum > 0)
-    fprintf(r->out, " momentum %g%s", cfg->optim.momentum, cfg->optim.nesterov ? " (nesterov)" : "");
-  if (cfg->optim.weight_decay > 0)
-    fprintf(r->out, " weight_decay %g", cfg->optim.weight_decay);
-  fprintf(r->out, "; global batch %lld (%lld-%lld per rank), %lld steps per epoch\n", (long long)cfg->batch_size,
-          (long long)(cfg->batch_size / r->P), (long long)((cfg->batch_size + r->P - 1) / r->P),
-          (long long)r->steps_per_epoch);
+  print_optim(r);
+  fprintf(r->out, "global batch %lld (%lld-%lld per rank", (long long)cfg->batch_size,
+          (long long)(cfg->batch_size / r->P), (long long)((cfg->batch_size + r->P - 1) / r->P));
+  if (r->accum > 1)
+    fprintf(r->out, " in %d micro-batches of up to %d", r->accum, r->m->max_batch);
+  fprintf(r->out, "), %lld steps per epoch\n", (long long)r->steps_per_epoch);
   if (cfg->ckpt_dir[0])
     fprintf(r->out, "checkpoints: %s/ every %lld epoch(s)%s, keep %lld\n", cfg->ckpt_dir,
             (long long)cfg->ckpt_every_epochs, cfg->ckpt_every_steps ? " and by steps" : "", (long long)cfg->ckpt_keep);
@@ -306,7 +342,56 @@ static int save(run *r) {
 
 typedef struct epoch_stats {
   double loss, count, correct, samples, comm_s;
+  double grad_norm_max; /* largest global gradient norm computed (every step when clipping) */
 } epoch_stats;
+
+/* Forward and backward of micro-batch j of this rank's share [lo, hi) of a
+ * global batch (gsize samples at gpos): gradients accumulate in m->grads,
+ * loss sums into *sums. Every rank runs every micro-batch, even an empty
+ * one, so layers that allreduce (batch norm) stay in step. */
+static int micro_step(run *r, const int64_t *gpos, int64_t gsize, int64_t lo, int64_t hi, int j, dd_loss_sums *sums) {
+  dd_model *m = r->m;
+  int64_t mlo, mhi;
+  dd_sampler_shard(hi - lo, r->accum, j, &mlo, &mhi);
+  const int n = (int)(mhi - mlo);
+  dd_data_gather(&r->tr, gpos + lo + mlo, n, m->acts[0], r->ybuf);
+  dd_pass p = {.B = n,
+               .B_global = gsize,
+               .sample0 = lo + mlo, /* position in the global batch: masks do not depend on P or M */
+               .train = true,
+               .seed = r->st.seed,
+               .step = r->st.step,
+               .micro = j,
+               .allreduce = dd_comm_allreduce_cb,
+               .allreduce_ctx = r->c};
+  int rc = dd_model_forward(m, &p);
+  if (rc == DD_OK)
+    rc = dd_model_loss(m, &p, r->ybuf, true, sums);
+  if (rc == DD_OK)
+    rc = dd_model_backward(m, &p);
+  return rc;
+}
+
+/* The optimizer update from the allreduced gradient sums: average, clip by
+ * the global norm (identical on every rank: same sums, same code), step with
+ * the scheduled LR. */
+static int update(run *r, double count, bool want_norm) {
+  dd_model *m = r->m;
+  const dd_optim_spec *o = &r->opt->spec;
+  double scale = 1.0 / count;
+  r->lr = dd_schedule_lr(&r->sched, r->st.step, r->st.epoch);
+  r->grad_norm = NAN;
+  if (o->clip_norm > 0 || want_norm) {
+    r->grad_norm = dd_optim_grad_norm(m->grads, m->nparams, scale);
+    if (!isfinite(r->grad_norm)) /* the same on every rank: all stop together */
+      return dd_error(DD_ENUMERIC,
+                      "the gradient norm became %s at step %lld (epoch %lld); lower optim.lr or check the data",
+                      isnan(r->grad_norm) ? "NaN" : "infinite", (long long)r->st.step, (long long)r->st.epoch + 1);
+    scale *= dd_optim_clip_factor(r->grad_norm, o->clip_norm);
+  }
+  dd_optim_step(r->opt, m->params, m->grads, (float)scale, r->lr);
+  return DD_OK;
+}
 
 static int train_step(run *r, int64_t b, epoch_stats *es) {
   const dd_config *cfg = r->cfg;
@@ -318,21 +403,9 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   const int64_t *gpos = r->perm + b * B;
   dd_model_zero_grad(m);
   dd_loss_sums sums = {0};
-  int n = (int)(hi - lo);
-  dd_data_gather(&r->tr, gpos + lo, n, m->acts[0], r->ybuf);
-  dd_pass p = {.B = n,
-               .B_global = gsize,
-               .sample0 = lo,
-               .train = true,
-               .seed = r->st.seed,
-               .step = r->st.step,
-               .allreduce = dd_comm_allreduce_cb,
-               .allreduce_ctx = r->c};
-  int rc = dd_model_forward(m, &p);
-  if (rc == DD_OK)
-    rc = dd_model_loss(m, &p, r->ybuf, true, &sums);
-  if (rc == DD_OK)
-    rc = dd_model_backward(m, &p);
+  int rc = DD_OK;
+  for (int j = 0; j < r->accum && rc == DD_OK; j++)
+    rc = micro_step(r, gpos, gsize, lo, hi, j, &sums);
   /* a local failure must not leave the others waiting in the allreduce */
   float *tail = m->grads + m->nparams;
   tail[DD__TAIL_LOSS] = (float)sums.loss;
@@ -354,8 +427,17 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
                     "the training loss became %s at step %lld (epoch %lld); lower optim.lr, check the data for "
                     "extreme values, or use gradient clipping",
                     isnan(loss) ? "NaN" : "infinite", (long long)r->st.step, (long long)r->st.epoch + 1);
-  if (count > 0)
-    dd_optim_step(r->opt, m->params, m->grads, (float)(1.0 / count), cfg->optim.lr);
+  if (count > 0) {
+    /* the norm costs a pass over the gradients: every step when clipping,
+     * else only for the steps that go into the metrics log */
+    /* (decided alike on every rank: a non-finite norm stops all of them) */
+    const bool logged = cfg->log_every > 0 && (r->st.step + 1) % cfg->log_every == 0;
+    rc = update(r, count, logged);
+    if (rc)
+      return rc;
+    if (r->grad_norm > es->grad_norm_max)
+      es->grad_norm_max = r->grad_norm;
+  }
   r->st.step++;
   r->st.batch = b + 1;
   r->st.samples_seen += gsize;
@@ -421,7 +503,8 @@ static int run_epochs(run *r, dd_train_result *res) {
         fprintf(r->metrics, "{\"event\": \"step\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
                 (long long)epoch + 1);
         jnum(r->metrics, "train_loss", es.loss / (es.count > 0 ? es.count : 1), false);
-        jnum(r->metrics, "lr", cfg->optim.lr, false);
+        jnum(r->metrics, "lr", r->lr, false);
+        jnum(r->metrics, "grad_norm", r->grad_norm, false);
         jnum(r->metrics, "elapsed_s", dd_now() - r->t0, true);
         fprintf(r->metrics, "}\n");
       }
@@ -465,7 +548,7 @@ static int run_epochs(run *r, dd_train_result *res) {
         if (cls)
           fprintf(r->out, "  val_acc %6.2f%%", 100.0 * va);
       }
-      fprintf(r->out, "  %8.0f samples/s  %6.1f s\n", sps, dd_now() - r->t0);
+      fprintf(r->out, "  lr %.3g  %8.0f samples/s  %6.1f s\n", r->lr, sps, dd_now() - r->t0);
       fflush(r->out);
     }
     if (r->metrics) {
@@ -478,7 +561,9 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "val_loss", vl, false);
       if (cls)
         jnum(f, "val_acc", va, false);
-      jnum(f, "lr", cfg->optim.lr, false);
+      jnum(f, "lr", r->lr, false); /* of the epoch's last step */
+      if (cfg->optim.clip_norm > 0)
+        jnum(f, "grad_norm_max", es.grad_norm_max, false);
       jnum(f, "samples_per_s", sps, false);
       jnum(f, "epoch_s", t_train, false);
       jnum(f, "allreduce_s", es.comm_s, false);

@@ -125,17 +125,73 @@ static void errors_name_key_and_line(void) {
   expect_error(good, 2, nesterov, "optim.nesterov needs optim.momentum > 0", NULL);
 }
 
+/* optimizer and schedule keys: one-line errors naming the key */
+static void optim_errors_name_the_key(void) {
+  const char *m = "model:\n  layers: [relu]\n";
+  char text[512];
+#define OPTIM_ERROR(yaml, n1, n2)                                                                                      \
+  do {                                                                                                                 \
+    snprintf(text, sizeof text, "%s%s\n", m, yaml);                                                                    \
+    expect_error(text, 0, NULL, n1, n2);                                                                               \
+  } while (0)
+  OPTIM_ERROR("optim: {name: adamx}", "optim.name", "did you mean 'adam'");
+  OPTIM_ERROR("optim: {name: lbfgs}", "optim.name", "one of sgd, adam, adamw, rmsprop, adagrad");
+  OPTIM_ERROR("optim: {lr: -0.1}", "run.yaml:3: optim.lr", "got '-0.1'");
+  OPTIM_ERROR("optim: {name: adam, betas: [0.9, 1.0]}", "optim.betas", "[0, 1)");
+  OPTIM_ERROR("optim: {name: adam, betas: 0.9}", "optim.betas", "[beta1, beta2]");
+  OPTIM_ERROR("optim: {name: adam, eps: 0}", "optim.eps = 0", "> 0");
+  OPTIM_ERROR("optim: {name: adam, eps: -1e-8}", "optim.eps", NULL);
+  OPTIM_ERROR("optim: {name: rmsprop, alpha: 1}", "optim.alpha = 1", "[0, 1)");
+  OPTIM_ERROR("optim: {name: adagrad, lr_decay: -1}", "optim.lr_decay", NULL);
+  OPTIM_ERROR("optim: {weight_decay: -0.1}", "optim.weight_decay", NULL);
+  OPTIM_ERROR("optim: {clip_norm: -1}", "optim.clip_norm", NULL);
+  OPTIM_ERROR("optim: {ref_batch_size: -256}", "optim.ref_batch_size", NULL);
+  OPTIM_ERROR("optim: {name: adam, momentum: 0.9}", "optim.momentum does not apply to optim.name adam",
+              "adam takes lr, betas, eps");
+  OPTIM_ERROR("optim: {name: sgd, betas: [0.9, 0.99]}", "optim.betas does not apply to optim.name sgd", NULL);
+  OPTIM_ERROR("optim: {name: adam, nesterov: true}", "optim.nesterov does not apply", NULL);
+  OPTIM_ERROR("train: {accum_steps: 0}", "train.accum_steps", "got '0'");
+#undef OPTIM_ERROR
+  /* a key of the old optimizer can be reset to auto when switching on the command line */
+  char *ov[] = {"optim.name=adam", "optim.momentum=auto", "optim.nesterov=false"};
+  dd_config *c = NULL;
+  CHECK_OK(dd_config_parse(good, "run.yaml", 3, ov, &c));
+  if (c) {
+    CHECK_INT(c->optim.kind, DD_OPTIM_ADAM);
+    CHECK_NEAR(c->optim.lr, 0.1, 1e-15);
+    CHECK_NEAR(c->optim.betas[0], 0.9, 1e-15);
+    CHECK(isnan(c->optim.momentum));
+  }
+  dd_config_free(c);
+  char *ov2[] = {"optim.betas=[0.5,0.75]",    "optim.name=adamw",     "optim.momentum=",    "schedule.name=multistep",
+                 "schedule.milestones=[3,8]", "schedule.unit=epochs", "train.accum_steps=4"};
+  CHECK_OK(dd_config_parse(good, "run.yaml", 7, ov2, &c));
+  if (c) {
+    CHECK_NEAR(c->optim.betas[1], 0.75, 1e-15);
+    CHECK_NEAR(c->optim.weight_decay, 0.01, 1e-15);
+    CHECK_INT(c->schedule.nmilestones, 2);
+    CHECK_INT(c->schedule.milestones[1], 8);
+    CHECK_INT(c->accum_steps, 4);
+  }
+  dd_config_free(c);
+}
+
 static void reference_lists_keys(void) {
   const char *ref = dd_config_reference();
   CHECK_CONTAINS(ref, "batch_size");
   CHECK_CONTAINS(ref, "val_fraction");
   CHECK_CONTAINS(ref, "dense");
+  CHECK_CONTAINS(ref, "schedule:");
+  CHECK_CONTAINS(ref, "warmup_epochs");
+  CHECK_CONTAINS(ref, "clip_norm");
+  CHECK_CONTAINS(ref, "accum_steps");
 }
 
 int main(void) {
   RUN(parses_good_config);
   RUN(overrides_apply);
   RUN(errors_name_key_and_line);
+  RUN(optim_errors_name_the_key);
   RUN(reference_lists_keys);
   return dd_test_failures ? 1 : 0;
 }

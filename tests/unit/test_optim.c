@@ -1,7 +1,13 @@
-/* optim: SGD update rules against values worked out by hand. */
+/* optim: every update rule against PyTorch (optim_ref.h, from gen_optim_ref.py),
+ * SGD by hand, state arenas, hyperparameter errors, clipping helpers. */
+#include <math.h>
+#include <string.h>
+
 #include "check.h"
+#include "ddtrain/config.h"
 #include "ddtrain/core.h"
 #include "ddtrain/optim.h"
+#include "optim_ref.h"
 
 DD_TEST_GLOBALS;
 
@@ -40,6 +46,9 @@ static void weight_decay(void) {
   double g[2] = {0.0, 0.0};
   /* p <- p - lr * wd * p = 0.95 p, twice: 2 * 0.9025 */
   CHECK_NEAR(run_sgd(s, 2.0, g, 2, 1.0), 1.805, 1e-6);
+  /* decoupled: the same without momentum */
+  s.decoupled_weight_decay = true;
+  CHECK_NEAR(run_sgd(s, 2.0, g, 2, 1.0), 1.805, 1e-6);
 }
 
 static void momentum_pytorch_semantics(void) {
@@ -69,6 +78,102 @@ static void nesterov(void) {
   CHECK_NEAR(run_sgd(s, 0.0, g, 2, 1.0), -0.461, 1e-6);
 }
 
+static void adam_by_hand(void) {
+  /* Adam's first step moves every coordinate by lr * sign(g) (up to eps):
+   * m1 = (1 - b1) g, v1 = (1 - b2) g^2, m1 / (1 - b1) / sqrt(v1 / (1 - b2)) = sign(g) */
+  dd_optim_spec s;
+  dd_optim_spec_defaults(&s);
+  s.kind = DD_OPTIM_ADAM;
+  dd_optim *o = NULL;
+  CHECK_OK(dd_optim_create(&s, 3, &o));
+  if (!o)
+    return;
+  CHECK_NEAR(o->spec.lr, 1e-3, 1e-15);
+  float p[3] = {0, 0, 0}, g[3] = {4.0f, -0.01f, 0.0f};
+  dd_optim_step(o, p, g, 1.0f, 0.5);
+  CHECK_NEAR(p[0], -0.5, 1e-6);
+  CHECK_NEAR(p[1], 0.5, 1e-5);
+  CHECK(p[2] == 0.0f); /* no gradient, no move */
+  dd_optim_free(o);
+}
+
+/* Parse an optim section as a config file would have it. */
+static int parse_optim(const char *yaml, dd_config **c) {
+  char text[512];
+  snprintf(text, sizeof text, "model: {layers: [relu]}\noptim: %s\n", yaml);
+  return dd_config_parse(text, "ref.yaml", 0, NULL, c);
+}
+
+static void matches_pytorch(void) {
+  int ncases = (int)(sizeof optim_refs / sizeof optim_refs[0]);
+  for (int k = 0; k < ncases; k++) {
+    const optim_ref *r = &optim_refs[k];
+    dd_config *c = NULL;
+    dd_optim *o = NULL;
+    CHECK_OK(parse_optim(r->yaml, &c));
+    if (c)
+      CHECK_OK(dd_optim_create(&c->optim, REF_N, &o));
+    if (!o) {
+      DD_FAIL_AT("%s: no optimizer", r->name);
+      dd_config_free(c);
+      continue;
+    }
+    CHECK_NEAR(o->spec.lr, r->lr, 1e-15); /* defaults too */
+    float p[REF_N];
+    memcpy(p, ref_p0, sizeof p);
+    double worst = 0.0;
+    for (int t = 0; t < REF_STEPS; t++) {
+      dd_optim_step(o, p, ref_grads[t], ref_grad_scale, o->spec.lr * ref_lr_factor[t]);
+      for (int i = 0; i < REF_N; i++) {
+        /* float32 on both sides; PyTorch's kernels may round differently
+         * (fused multiply-add, operation order) by an ulp or so per step */
+        double err = fabs((double)p[i] - (double)r->p[t][i]) / fmax(1.0, fabs((double)r->p[t][i]));
+        worst = fmax(worst, err);
+        if (!(err <= 5e-7))
+          DD_FAIL_AT("%s: step %d, p[%d] = %.9g, PyTorch %.9g", r->name, t + 1, i, (double)p[i], (double)r->p[t][i]);
+      }
+    }
+    printf("  %-30s max rel err vs PyTorch %.2g\n", r->name, worst);
+    CHECK_INT(o->t, REF_STEPS);
+    dd_optim_free(o);
+    dd_config_free(c);
+  }
+}
+
+/* Same rule on a long arena (the vectorised body plus a scalar tail) and
+ * element by element on one-float arenas: identical bits. */
+static void long_arena_matches_scalar(void) {
+  const char *yamls[] = {"{name: adam, amsgrad: true, weight_decay: 0.1}", "{name: adamw}",
+                         "{name: rmsprop, momentum: 0.5, centered: true}", "{name: adagrad, lr_decay: 0.1}",
+                         "{name: sgd, momentum: 0.9, nesterov: true, weight_decay: 0.01}"};
+  enum { N = 67 };
+  for (int k = 0; k < 5; k++) {
+    dd_config *c = NULL;
+    CHECK_OK(parse_optim(yamls[k], &c));
+    if (!c)
+      continue;
+    dd_optim *big = NULL, *one[N];
+    CHECK_OK(dd_optim_create(&c->optim, N, &big));
+    float p[N], q[N], g[N];
+    for (int i = 0; i < N; i++) {
+      p[i] = q[i] = (float)sin(0.37 * i);
+      CHECK_OK(dd_optim_create(&c->optim, 1, &one[i]));
+    }
+    for (int t = 0; t < 4; t++) {
+      for (int i = 0; i < N; i++)
+        g[i] = (float)cos(0.11 * i * (t + 1) + t);
+      dd_optim_step(big, p, g, 0.5f, 0.01);
+      for (int i = 0; i < N; i++)
+        dd_optim_step(one[i], &q[i], &g[i], 0.5f, 0.01);
+    }
+    CHECK(memcmp(p, q, sizeof p) == 0);
+    for (int i = 0; i < N; i++)
+      dd_optim_free(one[i]);
+    dd_optim_free(big);
+    dd_config_free(c);
+  }
+}
+
 static void validation_errors(void) {
   dd_optim_spec s;
   dd_optim_spec_defaults(&s);
@@ -82,23 +187,117 @@ static void validation_errors(void) {
   dd_error_clear();
   CHECK(dd_optim_create(&s, 1, &o) == DD_ECONFIG);
   CHECK_CONTAINS(dd_error_message(), "optim.momentum");
+  dd_optim_spec_defaults(&s);
+  s.kind = DD_OPTIM_ADAM;
+  s.betas[1] = 1.0;
+  dd_error_clear();
+  CHECK(dd_optim_create(&s, 1, &o) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "optim.betas");
+  dd_optim_spec_defaults(&s);
+  s.kind = DD_OPTIM_RMSPROP;
+  s.eps = 0.0;
+  dd_error_clear();
+  CHECK(dd_optim_create(&s, 1, &o) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "optim.eps");
+  dd_optim_spec_defaults(&s);
+  s.kind = DD_OPTIM_ADAM;
+  s.momentum = 0.9; /* not an Adam hyperparameter */
+  dd_error_clear();
+  CHECK(dd_optim_create(&s, 1, &o) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "optim.momentum does not apply to optim.name adam");
+  CHECK_CONTAINS(dd_error_message(), "betas");
+  dd_optim_spec_defaults(&s);
+  s.centered = true;
+  dd_error_clear();
+  CHECK(dd_optim_create(&s, 1, &o) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "optim.centered");
+  CHECK(o == NULL);
   dd_error_clear();
   CHECK_INT(dd_optim_find("sgd"), DD_OPTIM_SGD);
+  CHECK_INT(dd_optim_find("adamw"), DD_OPTIM_ADAMW);
   CHECK_INT(dd_optim_find("nope"), -1);
 }
 
-static void state_shapes(void) {
+static void resolve_is_idempotent(void) {
+  for (int k = 0; k < DD_OPTIM_NKINDS; k++) {
+    dd_optim_spec s;
+    dd_optim_spec_defaults(&s);
+    s.kind = k;
+    CHECK_OK(dd_optim_resolve(&s));
+    dd_optim_spec again = s;
+    CHECK_OK(dd_optim_resolve(&again));
+    CHECK(memcmp(&s, &again, sizeof s) == 0);
+    CHECK(s.lr > 0);
+  }
   dd_optim_spec s;
   dd_optim_spec_defaults(&s);
-  dd_optim *o = NULL;
-  CHECK_OK(dd_optim_create(&s, 10, &o));
-  CHECK_INT(o ? o->nstate : -1, 0); /* plain SGD keeps no state */
-  dd_optim_free(o);
-  s.momentum = 0.5;
-  CHECK_OK(dd_optim_create(&s, 10, &o));
-  CHECK_INT(o ? o->nstate : -1, 1);
-  dd_optim_free(o);
+  s.kind = DD_OPTIM_ADAMW;
+  CHECK_OK(dd_optim_resolve(&s));
+  CHECK_NEAR(s.weight_decay, 0.01, 1e-15); /* PyTorch's AdamW default */
+  CHECK(s.decoupled_weight_decay);
+  CHECK_NEAR(s.betas[1], 0.999, 1e-15);
+}
+
+static void state_shapes(void) {
+  static const struct {
+    const char *yaml;
+    int nstate;
+    const char *first, *last;
+  } want[] = {
+      {"{name: sgd}", 0, NULL, NULL},
+      {"{name: sgd, momentum: 0.5}", 1, "momentum_buffer", "momentum_buffer"},
+      {"{name: adam}", 2, "exp_avg", "exp_avg_sq"},
+      {"{name: adamw, amsgrad: true}", 3, "exp_avg", "max_exp_avg_sq"},
+      {"{name: rmsprop}", 1, "square_avg", "square_avg"},
+      {"{name: rmsprop, momentum: 0.1, centered: true}", 3, "square_avg", "grad_avg"},
+      {"{name: adagrad, initial_accumulator_value: 0.5}", 1, "sum", "sum"},
+  };
+  for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+    dd_config *c = NULL;
+    dd_optim *o = NULL;
+    CHECK_OK(parse_optim(want[k].yaml, &c));
+    if (c)
+      CHECK_OK(dd_optim_create(&c->optim, 10, &o));
+    if (o) {
+      CHECK_INT(o->nstate, want[k].nstate);
+      if (want[k].nstate) {
+        CHECK(strcmp(o->state_name[0], want[k].first) == 0);
+        CHECK(strcmp(o->state_name[o->nstate - 1], want[k].last) == 0);
+      }
+      if (o->spec.kind == DD_OPTIM_ADAGRAD)
+        CHECK(o->state[0][9] == 0.5f);
+    }
+    dd_optim_free(o);
+    dd_config_free(c);
+  }
   dd_optim_free(NULL);
+}
+
+static void clipping_helpers(void) {
+  float g[11];
+  double ss = 0;
+  for (int i = 0; i < 11; i++) {
+    g[i] = (float)(i - 5);
+    ss += (double)g[i] * g[i];
+  }
+  CHECK_NEAR(dd_optim_grad_norm(g, 11, 1.0), sqrt(ss), 1e-12);
+  CHECK_NEAR(dd_optim_grad_norm(g, 11, 0.5), 0.5 * sqrt(ss), 1e-12);
+  CHECK(dd_optim_grad_norm(g, 0, 1.0) == 0.0);
+  /* torch.nn.utils.clip_grad_norm_: coef = max / (norm + 1e-6), applied if < 1 */
+  CHECK_NEAR(dd_optim_clip_factor(10.0, 1.0), 1.0 / (10.0 + 1e-6), 1e-15);
+  CHECK(dd_optim_clip_factor(0.5, 1.0) == 1.0);
+  CHECK(dd_optim_clip_factor(100.0, 0.0) == 1.0); /* off */
+}
+
+static void linear_scaling_rule(void) {
+  dd_optim_spec s;
+  dd_optim_spec_defaults(&s);
+  s.lr = 0.1;
+  CHECK_OK(dd_optim_resolve(&s));
+  CHECK_NEAR(dd_optim_scaled_lr(&s, 1024), 0.1, 1e-15); /* off */
+  s.ref_batch_size = 256;
+  CHECK_NEAR(dd_optim_scaled_lr(&s, 1024), 0.4, 1e-15);
+  CHECK_NEAR(dd_optim_scaled_lr(&s, 64), 0.025, 1e-15);
 }
 
 int main(void) {
@@ -106,7 +305,13 @@ int main(void) {
   RUN(weight_decay);
   RUN(momentum_pytorch_semantics);
   RUN(nesterov);
+  RUN(adam_by_hand);
+  RUN(matches_pytorch);
+  RUN(long_arena_matches_scalar);
   RUN(validation_errors);
+  RUN(resolve_is_idempotent);
   RUN(state_shapes);
+  RUN(clipping_helpers);
+  RUN(linear_scaling_rule);
   return dd_test_failures ? 1 : 0;
 }
