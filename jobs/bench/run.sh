@@ -8,12 +8,12 @@
 # Runs are interleaved (ddtrain, torch, ddtrain, torch, ...) so noise on a shared
 # machine hits both sides alike; each figure is the median of REPEATS runs.
 # Environment: REPEATS (default 5), EPOCHS (ddtrain epochs per run, the last one
-# is timed; default 2), OUT (results directory, default bench-results).
+# is timed; default 2), OUT (results directory, default build/bench).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEATS=${REPEATS:-5}
 EPOCHS=${EPOCHS:-2}
-OUT=${OUT:-bench-results}
+OUT=${OUT:-build/bench}
 PY=/usr/bin/python3
 bash jobs/install-deps.sh bench
 cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null
