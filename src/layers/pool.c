@@ -44,37 +44,49 @@ static int maxpool_setup(dd_layer *l) {
   return rc;
 }
 
+/* 2 x 2 windows, stride 2, no padding: branch-free (the comparisons of
+ * random values defeat branch prediction), first maximum in row-major
+ * order as in the general loop. */
+static void maxpool_2x2(float *out, int32_t *arg, const float *in, const dd__window *g, int32_t base) {
+  const int64_t W = g->W;
+  for (int64_t oh = 0; oh < g->Ho; oh++) {
+    const float *r0 = in + 2 * oh * W, *r1 = r0 + W;
+    float *o = out + oh * g->Wo;
+    int32_t *a = arg + oh * g->Wo;
+    const int32_t i0 = base + (int32_t)(2 * oh * W);
+    for (int64_t ow = 0; ow < g->Wo; ow++) {
+      const float v00 = r0[2 * ow], v01 = r0[2 * ow + 1], v10 = r1[2 * ow], v11 = r1[2 * ow + 1];
+      /* selects by masks: compilers keep this free of branches */
+      const float m0 = v01 > v00 ? v01 : v00, m1 = v11 > v10 ? v11 : v10;
+      const int32_t j0 = (int32_t)(2 * ow) + (v01 > v00), j1 = (int32_t)(W + 2 * ow) + (v11 > v10);
+      const int32_t down = -(int32_t)(m1 > m0);
+      o[ow] = m1 > m0 ? m1 : m0;
+      a[ow] = i0 + (j0 ^ ((j0 ^ j1) & down));
+    }
+  }
+}
+
 static int maxpool_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   const dd__window g = dd__window_of(l, true);
   int32_t *arg = (int32_t *)l->ws;
   const int64_t HW = g.H * g.W, n = (int64_t)p->B * g.C;
-  /* the common 2 x 2 / stride 2 case without padding, unrolled */
-  const bool k2 = g.k == 2 && g.s == 2 && g.pad == 0;
   for (int64_t bc = 0; bc < n; bc++) {
     const float *in = x + bc * HW;
     float *out = y + bc * g.Ho * g.Wo;
     int32_t *a = arg + bc * g.Ho * g.Wo;
     const int32_t base = (int32_t)((bc % g.C) * HW);
+    if (g.k == 2 && g.s == 2 && g.pad == 0) {
+      maxpool_2x2(out, a, in, &g, base);
+      continue;
+    }
     for (int64_t oh = 0; oh < g.Ho; oh++)
       for (int64_t ow = 0; ow < g.Wo; ow++) {
-        int64_t best;
-        if (k2) {
-          const int64_t i0 = 2 * oh * g.W + 2 * ow, i1 = i0 + g.W;
-          best = i0;
-          if (in[i0 + 1] > in[best])
-            best = i0 + 1;
-          if (in[i1] > in[best])
-            best = i1;
-          if (in[i1 + 1] > in[best])
-            best = i1 + 1;
-        } else {
-          const span s = window_span(&g, oh, ow);
-          best = s.ih0 * g.W + s.iw0;
-          for (int64_t ih = s.ih0; ih < s.ih1; ih++)
-            for (int64_t iw = s.iw0; iw < s.iw1; iw++)
-              if (in[ih * g.W + iw] > in[best])
-                best = ih * g.W + iw;
-        }
+        const span s = window_span(&g, oh, ow);
+        int64_t best = s.ih0 * g.W + s.iw0;
+        for (int64_t ih = s.ih0; ih < s.ih1; ih++)
+          for (int64_t iw = s.iw0; iw < s.iw1; iw++)
+            if (in[ih * g.W + iw] > in[best])
+              best = ih * g.W + iw;
         out[oh * g.Wo + ow] = in[best];
         a[oh * g.Wo + ow] = base + (int32_t)best;
       }
