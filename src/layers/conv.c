@@ -2,9 +2,11 @@
  *
  * Shape legend: B = samples, C = input channels, O = output channels (filters),
  * H x W input, Ho x Wo output, k = kernel, KK = C*k*k (one patch), P = Ho*Wo.
- * Samples are processed in chunks of G: the patches of a chunk form one
- * matrix col[KK, G*P] so each GEMM is as wide as G*P. The chunk's col is kept
- * in the workspace from forward to backward (no second im2col). */
+ * Samples are processed in chunks of G (1 unless P is tiny): the patches of
+ * a chunk form one matrix col[KK, G*P], so each GEMM is G*P wide. Backward
+ * builds the chunk's col again instead of keeping every sample's from
+ * forward: the chunk stays in cache, and the workspace does not grow with
+ * KK*P per sample (measured faster on the reference CNN). */
 #include <string.h>
 
 #include "ddtrain/tensor.h"
@@ -55,77 +57,92 @@ static inline void add_row(float *restrict d, const float *restrict s, int64_t n
     d[i] += s[i];
 }
 
+/* Outputs o in [lo, hi) along one axis whose input o*s - pad + kk lies in [0, n). */
+static void valid_range(int64_t outs, int64_t n, int64_t s, int64_t pad, int64_t kk, int64_t *lo, int64_t *hi) {
+  const int64_t a = pad - kk, b = n - 1 + pad - kk;
+  *lo = a > 0 ? (a + s - 1) / s : 0;
+  *hi = b < 0 ? 0 : b / s + 1;
+  *hi = *hi > outs ? outs : *hi;
+  *lo = *lo > *hi ? *hi : *lo;
+}
+
 /* col[KK, g*P] from g samples x[g, C, H, W]: row (c, ki, kj), column
  * (sample, oh, ow) holds x[c, oh*s - pad + ki, ow*s - pad + kj] or 0. */
 static void im2col(float *col, const float *x, int64_t nsamples, const conv *c) {
   const dd__window *w = &c->g;
-  const int64_t N = nsamples * c->P, HW = w->H * w->W;
-  for (int64_t ch = 0; ch < w->C; ch++)
-    for (int64_t ki = 0; ki < w->k; ki++)
-      for (int64_t kj = 0; kj < w->k; kj++) {
-        float *row = col + ((ch * w->k + ki) * w->k + kj) * N;
-        /* output columns whose input column is inside the image */
-        int64_t lo = 0, hi = w->Wo;
-        while (lo < w->Wo && lo * w->s - w->pad + kj < 0)
-          lo++;
-        while (hi > lo && (hi - 1) * w->s - w->pad + kj >= w->W)
-          hi--;
-        for (int64_t b = 0; b < nsamples; b++) {
-          const float *src = x + b * w->C * HW + ch * HW;
-          float *dst = row + b * c->P;
-          for (int64_t oh = 0; oh < w->Ho; oh++, dst += w->Wo) {
-            const int64_t ih = oh * w->s - w->pad + ki;
-            if (ih < 0 || ih >= w->H) {
-              memset(dst, 0, sizeof(float) * (size_t)w->Wo);
-              continue;
-            }
-            const float *in = src + ih * w->W - w->pad + kj;
-            for (int64_t ow = 0; ow < lo; ow++)
-              dst[ow] = 0.0f;
-            if (w->s == 1) {
-              copy_row(dst + lo, in + lo, hi - lo);
+  const int64_t N = nsamples * c->P, HW = w->H * w->W, Wo = w->Wo, s = w->s;
+  for (int64_t b = 0; b < nsamples; b++)
+    for (int64_t ch = 0; ch < w->C; ch++) {
+      const float *src = x + (b * w->C + ch) * HW;
+      for (int64_t ki = 0; ki < w->k; ki++) {
+        int64_t h0, h1;
+        valid_range(w->Ho, w->H, s, w->pad, ki, &h0, &h1);
+        for (int64_t kj = 0; kj < w->k; kj++) {
+          int64_t w0, w1;
+          valid_range(Wo, w->W, s, w->pad, kj, &w0, &w1);
+          float *dst = col + ((ch * w->k + ki) * w->k + kj) * N + b * c->P;
+          memset(dst, 0, sizeof(float) * (size_t)(h0 * Wo));
+          memset(dst + h1 * Wo, 0, sizeof(float) * (size_t)((w->Ho - h1) * Wo));
+          if (s == 1 && w0 == 0 && w1 == Wo) { /* the common case, kept lean */
+            const float *in = src + (h0 - w->pad + ki) * w->W + kj - w->pad;
+            for (int64_t oh = h0; oh < h1; oh++, in += w->W)
+              copy_row(dst + oh * Wo, in, Wo);
+            continue;
+          }
+          for (int64_t oh = h0; oh < h1; oh++) {
+            /* input row of this output row, at the first valid column */
+            const float *in = src + (oh * s - w->pad + ki) * w->W + (w0 * s - w->pad + kj);
+            float *d = dst + oh * Wo;
+            if (s == 1) {
+              copy_row(d + w0, in, w1 - w0);
             } else {
-              for (int64_t ow = lo; ow < hi; ow++)
-                dst[ow] = in[ow * w->s];
+              for (int64_t ow = w0; ow < w1; ow++)
+                d[ow] = in[(ow - w0) * s];
             }
-            for (int64_t ow = hi; ow < w->Wo; ow++)
-              dst[ow] = 0.0f;
+            for (int64_t ow = 0; ow < w0; ow++)
+              d[ow] = 0.0f;
+            for (int64_t ow = w1; ow < Wo; ow++)
+              d[ow] = 0.0f;
           }
         }
       }
+    }
 }
 
 /* dx[g, C, H, W] = sum of the patch gradients dcol[KK, g*P] (the adjoint of im2col). */
 static void col2im(float *dx, const float *dcol, int64_t nsamples, const conv *c) {
   const dd__window *w = &c->g;
-  const int64_t N = nsamples * c->P, HW = w->H * w->W;
+  const int64_t N = nsamples * c->P, HW = w->H * w->W, Wo = w->Wo, s = w->s;
   memset(dx, 0, sizeof(float) * (size_t)(nsamples * w->C * HW));
-  for (int64_t ch = 0; ch < w->C; ch++)
-    for (int64_t ki = 0; ki < w->k; ki++)
-      for (int64_t kj = 0; kj < w->k; kj++) {
-        const float *row = dcol + ((ch * w->k + ki) * w->k + kj) * N;
-        int64_t lo = 0, hi = w->Wo;
-        while (lo < w->Wo && lo * w->s - w->pad + kj < 0)
-          lo++;
-        while (hi > lo && (hi - 1) * w->s - w->pad + kj >= w->W)
-          hi--;
-        for (int64_t b = 0; b < nsamples; b++) {
-          float *dst = dx + b * w->C * HW + ch * HW;
-          const float *src = row + b * c->P;
-          for (int64_t oh = 0; oh < w->Ho; oh++, src += w->Wo) {
-            const int64_t ih = oh * w->s - w->pad + ki;
-            if (ih < 0 || ih >= w->H)
-              continue;
-            float *out = dst + ih * w->W - w->pad + kj;
-            if (w->s == 1) {
-              add_row(out + lo, src + lo, hi - lo);
+  for (int64_t b = 0; b < nsamples; b++)
+    for (int64_t ch = 0; ch < w->C; ch++) {
+      float *dst = dx + (b * w->C + ch) * HW;
+      for (int64_t ki = 0; ki < w->k; ki++) {
+        int64_t h0, h1;
+        valid_range(w->Ho, w->H, s, w->pad, ki, &h0, &h1);
+        for (int64_t kj = 0; kj < w->k; kj++) {
+          int64_t w0, w1;
+          valid_range(Wo, w->W, s, w->pad, kj, &w0, &w1);
+          const float *src = dcol + ((ch * w->k + ki) * w->k + kj) * N + b * c->P;
+          if (s == 1 && w0 == 0 && w1 == Wo) {
+            float *out = dst + (h0 - w->pad + ki) * w->W + kj - w->pad;
+            for (int64_t oh = h0; oh < h1; oh++, out += w->W)
+              add_row(out, src + oh * Wo, Wo);
+            continue;
+          }
+          for (int64_t oh = h0; oh < h1; oh++) {
+            float *out = dst + (oh * s - w->pad + ki) * w->W + (w0 * s - w->pad + kj);
+            const float *g = src + oh * Wo + w0;
+            if (s == 1) {
+              add_row(out, g, w1 - w0);
             } else {
-              for (int64_t ow = lo; ow < hi; ow++)
-                out[ow * w->s] += src[ow];
+              for (int64_t ow = 0; ow < w1 - w0; ow++)
+                out[ow * s] += g[ow];
             }
           }
         }
       }
+    }
 }
 
 /* sum of x[0..n) in 16 independent partial sums, so it vectorises */
@@ -166,20 +183,18 @@ static int conv_setup(dd_layer *l) {
     if (!dd_layer_declare(l, false, "bias", 1, bd, DD_INIT_ZERO, c.KK, c.O * g.k * g.k))
       return dd__layer_error(l, "too many tensors");
   }
-  /* per sample: its patches, kept for backward; fixed: one chunk of output
-   * (or output gradient) in [O, G*P] order and one chunk of patch gradients */
-  l->ws_per_sample = c.KK * c.P;
-  l->ws_fixed = c.O * c.G * c.P + c.KK * c.G * c.P;
+  /* one chunk of patches, of patch gradients, and of output (gradient) in
+   * [O, G*P] order */
+  l->ws_fixed = 2 * c.KK * c.G * c.P + c.O * c.G * c.P;
   return DD_OK;
 }
 
 static int conv_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   const conv c = conv_of(l);
   const float *W = l->param[0].data, *bias = l->nparam > 1 ? l->param[1].data : NULL;
-  float *tmp = l->ws, *cols = l->ws + l->ws_fixed;
+  float *col = l->ws, *tmp = l->ws + 2 * c.KK * c.G * c.P;
   for (int64_t b0 = 0; b0 < p->B; b0 += c.G) {
     const int64_t g = p->B - b0 < c.G ? p->B - b0 : c.G, N = g * c.P;
-    float *col = cols + b0 * c.KK * c.P;
     im2col(col, x + b0 * l->in_size, g, &c);
     /* one sample: straight into y; more: [O, g*P] then to [g, O, P] */
     float *out = g == 1 ? y + b0 * l->out_size : tmp;
@@ -203,15 +218,14 @@ static int conv_forward(dd_layer *l, const dd_pass *p, const float *x, float *y)
 }
 
 static int conv_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy, float *dx) {
-  (void)x;
   (void)y;
   const conv c = conv_of(l);
   const float *W = l->param[0].data;
   float *dW = l->param[0].grad, *db = l->nparam > 1 ? l->param[1].grad : NULL;
-  float *tmp = l->ws, *dcol = l->ws + c.O * c.G * c.P, *cols = l->ws + l->ws_fixed;
+  float *col = l->ws, *dcol = l->ws + c.KK * c.G * c.P, *tmp = l->ws + 2 * c.KK * c.G * c.P;
   for (int64_t b0 = 0; b0 < p->B; b0 += c.G) {
     const int64_t g = p->B - b0 < c.G ? p->B - b0 : c.G, N = g * c.P;
-    const float *col = cols + b0 * c.KK * c.P;
+    im2col(col, x + b0 * l->in_size, g, &c);
     /* the chunk's output gradient as [O, g*P] */
     const float *dyc = dy + b0 * l->out_size;
     if (g > 1) {
