@@ -222,6 +222,9 @@ static void pool_gradients(void) {
     dd_layer_spec b[] = {pool(types[t], 3, 2, 1)}; /* overlapping windows, padding */
     check_stack(types[t], b, 1, in, &o);
   }
+  dd_shape even = {3, {2, 6, 8}}; /* 2 x 2 windows tiling the input: the fast path */
+  dd_layer_spec m[] = {pool("maxpool2d", 2, -1, 0)};
+  check_stack("maxpool2d 2x2 tiling", m, 1, even, &o);
   dd_layer_spec g[] = {L("global_avgpool")};
   check_stack("global_avgpool", g, 1, in, &o);
 }
