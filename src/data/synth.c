@@ -73,8 +73,7 @@ static void synth_classes(const dd_synth_spec *s, dd_dataset *ds, float *proj, f
  * of the canvas, a random colour per channel). A sample is a prototype drawn
  * with jittered endpoints, shifted by up to H/8 and W/8 pixels, at a random
  * intensity, plus pixel noise of standard deviation noise / 5; values stay
- * in about [0, 1] like imported IDX images. Translation and jitter make it a
- * task for a CNN; an MLP learns it less well. */
+ * in about [0, 1] like imported IDX images. */
 #define STROKES 3
 static float seg_dist2(float y, float x, const float *e) {
   const float dy = e[2] - e[0], dx = e[3] - e[1], len2 = dy * dy + dx * dx;
