@@ -110,13 +110,10 @@ static int maxpool_backward(dd_layer *l, const dd_pass *p, const float *x, const
       const int32_t *a = arg + bc * win.Ho * win.Wo, base = (int32_t)((bc % win.C) * HW);
       for (int64_t oh = 0; oh < win.Ho; oh++)
         for (int64_t ow = 0; ow < win.Wo; ow++) {
-          const int32_t i0 = base + (int32_t)(2 * oh * win.W + 2 * ow), am = a[oh * win.Wo + ow];
-          const float v = gy[oh * win.Wo + ow];
+          /* zero the window, then store the gradient at its maximum (no branches) */
           float *r0 = d + 2 * oh * win.W + 2 * ow, *r1 = r0 + win.W;
-          r0[0] = am == i0 ? v : 0.0f;
-          r0[1] = am == i0 + 1 ? v : 0.0f;
-          r1[0] = am == i0 + (int32_t)win.W ? v : 0.0f;
-          r1[1] = am == i0 + (int32_t)win.W + 1 ? v : 0.0f;
+          r0[0] = r0[1] = r1[0] = r1[1] = 0.0f;
+          d[a[oh * win.Wo + ow] - base] = gy[oh * win.Wo + ow];
         }
     }
     return DD_OK;
