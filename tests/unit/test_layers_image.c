@@ -133,6 +133,39 @@ static void conv_forward_matches_naive(void) {
   conv_case(3, 2, 22, 22, 3, 3, 1, 0, true); /* one sample per GEMM */
 }
 
+/* Forward keeps the patches for backward when they fit a budget, and
+ * rebuilds them in backward when not (a model for large batches): the two
+ * must give the same bits. */
+static void conv_workspace_strategies_agree(void) {
+  enum { B = 3, C = 4, H = 16, N = B * C * H * H };
+  dd_layer_spec s[] = {conv(2, 3, 1, 1, true)};
+  dd_shape in = {3, {C, H, H}};
+  dd_model *keep = build(s, 1, in, B), *rebuild = build(s, 1, in, 4096);
+  if (!keep || !rebuild)
+    return;
+  CHECK(keep->layers[0].ws_per_sample > 0);     /* patches kept */
+  CHECK(rebuild->layers[0].ws_per_sample == 0); /* 4096 samples' patches exceed the budget */
+  fill_normal(keep->layers[0].param[1].data, 2, 5);
+  memcpy(rebuild->params, keep->params, sizeof(float) * (size_t)keep->nparams);
+  dd_model *ms[2] = {keep, rebuild};
+  float *dx[2];
+  for (int i = 0; i < 2; i++) {
+    dd_model *m = ms[i];
+    fill_normal(m->acts[0], N, 7);
+    fill_normal(m->dbuf[0], (int64_t)B * m->out_size, 8);
+    dd_pass p = {.B = B, .B_global = B, .train = true};
+    dd_model_zero_grad(m);
+    CHECK_OK(dd_model_forward(m, &p));
+    dx[i] = m->dbuf[1];
+    CHECK_OK(m->layers[0].kind->backward(&m->layers[0], &p, m->acts[0], m->acts[1], m->dbuf[0], dx[i]));
+  }
+  CHECK(memcmp(keep->acts[1], rebuild->acts[1], sizeof(float) * (size_t)(B * keep->out_size)) == 0);
+  CHECK(memcmp(keep->grads, rebuild->grads, sizeof(float) * (size_t)keep->nparams) == 0);
+  CHECK(memcmp(dx[0], dx[1], sizeof(float) * (size_t)N) == 0);
+  dd_model_free(keep);
+  dd_model_free(rebuild);
+}
+
 static void pool_case(const char *type, int B, int C, int H, int W, int k, int s, int p) {
   dd_layer_spec sp[] = {pool(type, k, s, p)};
   dd_shape in = {3, {C, H, W}};
@@ -456,6 +489,7 @@ static void registry(void) {
 
 int main(void) {
   RUN(conv_forward_matches_naive);
+  RUN(conv_workspace_strategies_agree);
   RUN(pool_forward_matches_naive);
   RUN(conv_gradients);
   RUN(pool_gradients);
