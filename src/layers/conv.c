@@ -205,22 +205,22 @@ static int conv_forward(dd_layer *l, const dd_pass *p, const float *x, float *y)
     const int64_t g = p->B - b0 < c.G ? p->B - b0 : c.G, N = g * c.P;
     float *col = c.keep ? l->ws + l->ws_fixed + b0 * c.KK * c.P : l->ws;
     im2col(col, x + b0 * l->in_size, g, &c);
-    /* one sample: straight into y; more: [O, g*P] then to [g, O, P] */
-    float *out = g == 1 ? y + b0 * l->out_size : tmp;
-    dd_tensor_gemm(false, false, (int)c.O, (int)N, (int)c.KK, 1.0f, W, (int)c.KK, col, (int)N, 0.0f, out, (int)N);
+    if (g == 1) { /* straight into y, on top of the bias (beta = 1: no extra pass) */
+      float *out = y + b0 * l->out_size;
+      for (int64_t o = 0; o < c.O; o++)
+        for (int64_t i = 0; i < c.P; i++)
+          out[o * c.P + i] = bias ? bias[o] : 0.0f;
+      dd_tensor_gemm(false, false, (int)c.O, (int)N, (int)c.KK, 1.0f, W, (int)c.KK, col, (int)N, 1.0f, out, (int)N);
+      continue;
+    }
+    /* several samples: [O, g*P], then to [g, O, P] */
+    dd_tensor_gemm(false, false, (int)c.O, (int)N, (int)c.KK, 1.0f, W, (int)c.KK, col, (int)N, 0.0f, tmp, (int)N);
     for (int64_t b = 0; b < g; b++)
       for (int64_t o = 0; o < c.O; o++) {
         float *dst = y + (b0 + b) * l->out_size + o * c.P;
-        const float *src = out + o * N + b * c.P;
-        const float add = bias ? bias[o] : 0.0f;
-        if (g == 1) {
-          if (bias)
-            for (int64_t i = 0; i < c.P; i++)
-              dst[i] += add;
-        } else {
-          for (int64_t i = 0; i < c.P; i++)
-            dst[i] = src[i] + add;
-        }
+        const float *src = tmp + o * N + b * c.P, add = bias ? bias[o] : 0.0f;
+        for (int64_t i = 0; i < c.P; i++)
+          dst[i] = src[i] + add;
       }
   }
   return DD_OK;
