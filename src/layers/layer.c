@@ -7,9 +7,24 @@
 #include "ddtrain/layers.h"
 
 extern const dd_layer_kind dd__layer_dense, dd__layer_relu, dd__layer_tanh, dd__layer_sigmoid, dd__layer_flatten;
+/* image layers */
+extern const dd_layer_kind dd__layer_conv2d, dd__layer_maxpool2d, dd__layer_avgpool2d, dd__layer_global_avgpool,
+    dd__layer_dropout, dd__layer_batchnorm;
 
 const dd_layer_kind *const dd_layer_kinds[] = {
-    &dd__layer_dense, &dd__layer_relu, &dd__layer_tanh, &dd__layer_sigmoid, &dd__layer_flatten, NULL,
+    &dd__layer_dense,
+    &dd__layer_relu,
+    &dd__layer_tanh,
+    &dd__layer_sigmoid,
+    &dd__layer_flatten,
+    /* image layers */
+    &dd__layer_conv2d,
+    &dd__layer_maxpool2d,
+    &dd__layer_avgpool2d,
+    &dd__layer_global_avgpool,
+    &dd__layer_dropout,
+    &dd__layer_batchnorm,
+    NULL,
 };
 
 #define KEY(n, t, f, lo, hi)                                                                                           \

@@ -47,7 +47,8 @@ static void round_trip(void) {
   for (int64_t i = 0; i < m->nparams; i++)
     o->state[0][i] = (float)i * 0.25f - 3.0f;
   o->t = 17;
-  dd_train_state st = {.step = 42, .epoch = 3, .batch = 5, .samples_seen = 999, .seed = 77, .nranks = 2, .batch_size = 8};
+  dd_train_state st = {
+      .step = 42, .epoch = 3, .batch = 5, .samples_seen = 999, .seed = 77, .nranks = 2, .batch_size = 8};
   char saved[1100];
   CHECK_OK(dd_checkpoint_save(world, dir, 3, m, o, &st, "model: {layers: [relu]}\n", saved, sizeof saved));
   CHECK_CONTAINS(saved, "ckpt-0000000042.h5");
@@ -79,6 +80,49 @@ static void round_trip(void) {
   dd_optim_free(o2);
   dd_model_free(m);
   dd_model_free(m2);
+}
+
+/* conv + batch norm + dropout: 4-d weights, and the running statistics
+ * (buffers) come back exactly; a conv of another width is refused by name */
+static dd_model *build_cnn(int filters) {
+  dd_layer_spec s[7];
+  const char *types[] = {"conv2d", "batchnorm", "relu", "maxpool2d", "flatten", "dropout", "dense"};
+  for (int i = 0; i < 7; i++)
+    dd_layer_spec_defaults(&s[i], types[i]);
+  s[0].filters = filters;
+  s[0].kernel = 3;
+  s[3].kernel = 2;
+  s[6].units = 3;
+  dd_model_spec spec = {.input = {3, {1, 6, 6}}, .nlayers = 7, .layers = s};
+  dd_model *m = NULL;
+  CHECK_OK(dd_model_build(&spec, 4, 0, &m));
+  return m;
+}
+
+static void cnn_round_trip(void) {
+  char dir[1024], saved[1100];
+  snprintf(dir, sizeof dir, "%s/cnn", scratch);
+  tu_fresh_dir(world, dir);
+  dd_model *m = build_cnn(4), *m2 = build_cnn(4), *m8 = build_cnn(8);
+  if (!m || !m2 || !m8)
+    return;
+  CHECK_INT(m->nbuffers, 8); /* running_mean, running_var of 4 channels */
+  dd_model_init_params(m, 5);
+  for (int64_t i = 0; i < m->nbuffers; i++)
+    m->buffers[i] = 0.25f * (float)i + 0.5f;
+  dd_train_state st = {.step = 7, .seed = 5, .batch_size = 4};
+  CHECK_OK(dd_checkpoint_save(world, dir, 2, m, NULL, &st, "model: {layers: [relu]}\n", saved, sizeof saved));
+  CHECK_OK(dd_checkpoint_load(world, saved, m2, NULL, NULL));
+  CHECK(memcmp(m->params, m2->params, sizeof(float) * (size_t)m->nparams) == 0);
+  CHECK(memcmp(m->buffers, m2->buffers, sizeof(float) * (size_t)m->nbuffers) == 0);
+  CHECK(dd_model_checksum(m) == dd_model_checksum(m2));
+  dd_error_clear();
+  CHECK(dd_checkpoint_load(world, saved, m8, NULL, NULL) == DD_ECKPT);
+  CHECK_CONTAINS(dd_error_message(), "/params/layer0/weight has shape 4x1x3x3 but the model expects 8x1x3x3");
+  dd_error_clear();
+  dd_model_free(m);
+  dd_model_free(m2);
+  dd_model_free(m8);
 }
 
 static void latest_and_pruning(void) {
@@ -150,6 +194,7 @@ int main(int argc, char **argv) {
     return 2;
   scratch = argv[1];
   RUN(round_trip);
+  RUN(cnn_round_trip);
   RUN(latest_and_pruning);
   RUN(wrong_files_are_clear_errors);
   int f = tu_total_failures(world);

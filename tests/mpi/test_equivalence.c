@@ -83,6 +83,36 @@ static const eq_case cases[] = {
      0,
      1e-5,
      NULL},
+    /* CNN with batch norm (global-batch statistics, running stats compared
+     * too) and dropout (masks by global position); 50 = 4 x 12 + 2: in the
+     * last batch some ranks have no sample but still join the allreduces */
+    {"cnn-bn-dropout",
+     "model: {layers: [{type: conv2d, filters: 4, kernel: 3, padding: 1, bias: false}, batchnorm, relu,\n"
+     "  {type: maxpool2d, kernel: 2}, {type: conv2d, filters: 6, kernel: 3}, {type: batchnorm, momentum: 0.3},\n"
+     "  relu, flatten, {type: dropout, p: 0.3}, {type: dense, units: 4}]}\n"
+     "optim: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+     "train: {batch_size: 12, epochs: 2, seed: 7}\n",
+     {.samples = 50, .classes = 4, .noise = 0.3, .seed = 3, .image = {3, {1, 8, 8}}},
+     0,
+     1e-5,
+     NULL},
+    /* flat [N, D] data with a declared image shape; uneven shares (10 over 4
+     * ranks: 3, 3, 2, 2), average pooling, global average pooling, batch
+     * norm over features, Adam. No bias right before a batch norm: its
+     * gradient is 0 up to rounding, and Adam would turn that noise into
+     * steps that differ with the rank count. */
+    {"cnn-declared-input-uneven",
+     "model:\n"
+     "  input: [2, 6, 6]\n"
+     "  layers: [{type: conv2d, filters: 5, kernel: 3, stride: 1, padding: 1, bias: false}, batchnorm, tanh,\n"
+     "    {type: avgpool2d, kernel: 2}, {type: conv2d, filters: 6, kernel: 2}, relu, global_avgpool,\n"
+     "    {type: dense, units: 8, bias: false}, batchnorm, {type: dropout, p: 0.2}, relu, {type: dense, units: 3}]\n"
+     "optim: {name: adam, lr: 0.01}\n"
+     "train: {batch_size: 10, epochs: 2, seed: 12}\n",
+     {.samples = 47, .features = 72, .classes = 3, .noise = 0.3, .seed = 4},
+     0,
+     1e-5,
+     NULL},
 };
 
 static void run_case(const eq_case *k) {

@@ -79,6 +79,17 @@ static const rs_case cases[] = {
      "checkpoint: {every_steps: 2, keep: 2}\n",
      {.samples = 83, .features = 6, .classes = 4, .noise = 0.4, .seed = 9},
      11},
+    /* batch norm running statistics (buffers) and validation in eval mode
+     * with them; dropout masks of the resumed steps */
+    {"cnn-bn-dropout",
+     "model: {layers: [{type: conv2d, filters: 4, kernel: 3, padding: 1, bias: false}, batchnorm, relu,\n"
+     "  {type: maxpool2d, kernel: 2}, flatten, {type: dropout, p: 0.3}, {type: dense, units: 4}]}\n"
+     "data: {val_fraction: 0.1}\n"
+     "optim: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+     "train: {batch_size: 10, epochs: 3, seed: 27}\n"
+     "checkpoint: {every_steps: 2, keep: 2}\n",
+     {.samples = 83, .classes = 4, .noise = 0.4, .seed = 10, .image = {3, {1, 6, 6}}},
+     11},
 };
 
 static void set(char *buf, size_t n, const char *key, const char *dir, const char *sub) {

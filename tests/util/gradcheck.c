@@ -182,7 +182,9 @@ int dd_gradcheck(const char *label, const dd_layer_spec *specs, int nlayers, dd_
   float *dx = dd_alloc((size_t)nx, sizeof(float));
   float *ga = dd_alloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
   for (int64_t i = 0; i < nx; i++) {
-    if (o->token_vocab > 0) {
+    if (o->x) {
+      x0[i] = o->x[i];
+    } else if (o->token_vocab > 0) {
       x0[i] = (float)dd_rng_below(&r, (uint64_t)o->token_vocab);
     } else {
       /* keep inputs away from 0 so ReLU-like kinks are not straddled */
@@ -232,6 +234,8 @@ int dd_gradcheck(const char *label, const dd_layer_spec *specs, int nlayers, dd_
     fprintf(stderr, "gradcheck %s: %d of %d entries sit on kinks; use smoother inputs\n", label, skipped, checked);
     fails++;
   }
+  if (o->skipped)
+    *o->skipped = skipped;
   if (verbose && skipped)
     fprintf(stderr, "gradcheck %s: skipped %d of %d entries at kinks\n", label, skipped, checked);
 out:

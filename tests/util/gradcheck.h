@@ -26,6 +26,8 @@ typedef struct dd_gc_opts {
   int token_vocab;        /* > 0: inputs are integer ids in [0, vocab) */
   const int32_t *lengths; /* [B] sequence lengths passed to the layers */
   double param_scale;     /* extra random perturbation of parameters (0 = init only) */
+  const float *x;         /* [B * in_size] fixed input, or NULL: drawn from the seed */
+  int *skipped;           /* if not NULL: receives the number of entries skipped at kinks */
 } dd_gc_opts;
 
 void dd_gc_defaults(dd_gc_opts *o);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Bad image-layer configs (conv2d, pooling, dropout, batchnorm): one-line error naming the config line, the
+# layer and the fix, the same non-zero exit code on every rank, no hang. (Apart from test_errors.sh so each
+# stays well inside its timeout under AddressSanitizer.)
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+
+"$DDTRAIN" data synth --out good.h5 --samples 200 --features 20 --classes 4 >/dev/null || exit 1
+
+# shapes that do not fit, keys a kind does not take
+"$DDTRAIN" data synth --out img.h5 --samples 100 --image 1x6x6 --classes 4 >/dev/null || exit 1
+cat > cnn.yaml <<'YAML'
+model:
+  layers:
+    - {type: conv2d, filters: 4, kernel: 3}
+    - relu
+    - {type: maxpool2d, kernel: 2}
+    - flatten
+    - {type: dense, units: 4}
+data:
+  train: img.h5
+train: {batch_size: 16, epochs: 1}
+checkpoint: {dir: ""}
+YAML
+expect_ok "a CNN on N x C x H x W data" 2 train cnn.yaml
+expect_ok "a CNN on flat data with model.input" 2 train cnn.yaml data.train=good.h5 "model.input=[1,4,5]" model.layers.0.padding=1
+expect_error "conv on flat data" 2 1 "config line 3: model.layers[0] (conv2d): needs a [C, H, W] input but gets 20; store x as N x C x H x W or declare the image shape, e.g. model.input: [1, 28, 28]" train cnn.yaml data.train=good.h5
+expect_error "conv kernel larger than the input" 2 1 "config line 3: model.layers[0] (conv2d): kernel 9 is larger than the input 1x6x6 padded by 0; use kernel <= 6 or more padding" train cnn.yaml model.layers.0.kernel=9
+expect_error "pool kernel larger than its input" 2 1 "config line 5: model.layers[2] (maxpool2d): kernel 5 is larger than the input 4x4x4" train cnn.yaml model.layers.2.kernel=5
+expect_error "pool padding over half the kernel" 2 1 "model.layers[2] (maxpool2d): padding 2 is more than half the kernel 2; use padding <= 1" train cnn.yaml model.layers.2.padding=2
+expect_error "conv without filters" 2 1 "model.layers[0] (conv2d): needs 'filters' (output channels)" train cnn.yaml "model.layers.0={type: conv2d, kernel: 3}"
+expect_error "a key conv2d does not take" 2 1 "model.layers[0] (conv2d): unknown key 'units' (did you mean 'init'?); conv2d takes filters, kernel, stride, padding, bias, init" train cnn.yaml model.layers.0.units=3
+expect_error "stride 0" 2 1 "model.layers[0].stride: expected an integer in [1, 1000000], got '0'" train cnn.yaml model.layers.0.stride=0
+expect_error "dropout p out of range" 2 1 "model.layers[1].p: expected a number in [0, 0.999999], got '1.5'" train cnn.yaml "model.layers.1={type: dropout, p: 1.5}"
+expect_error "batchnorm momentum out of range" 2 1 "model.layers[1].momentum: expected a number in [0, 1], got '2'" train cnn.yaml "model.layers.1={type: batchnorm, momentum: 2}"
+
+finish
