@@ -32,7 +32,7 @@ DD_WHAT=mpirun.sh
 source "$here/lib/launch.sh"
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
-hostfile= per_node= np= threads= bind=auto iface= name= runs=runs dry=0 mca=()
+hostfile='' per_node='' np='' threads='' bind=auto iface='' name='' runs=runs dry=0 mca=()
 need() { [ $# -ge 2 ] && [ -n "$2" ] || dd_die "$1 needs a value (see --help)"; }
 while [ $# -gt 0 ]; do
     case $1 in

@@ -1,6 +1,7 @@
 # launch.sh - what jobs/mpirun.sh and jobs/slurm/run.sh share (sourced, not run): find the ddtrain
 # binary, check the config, and run the launcher with its output in the run's log and on stdout,
 # turning stop signals into a checkpoint-and-stop.
+# shellcheck shell=bash
 
 dd_die() { echo "ddtrain ${DD_WHAT:-launch}: error: $*" >&2; exit 2; }
 
