@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Fixture for the container tests: the ddtrain image built with podman from docker/Dockerfile on a
+# locally debootstrapped Debian base (no registry). The base image is kept between runs (make it
+# again with DD_REBUILD_BASE=1); podman's layer cache makes an unchanged rebuild quick.
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+podman_conf
+
+if [ "${DD_REBUILD_BASE:-0}" = 1 ] || ! podman image exists "$DD_BASE_IMAGE"; then
+    step "base image $DD_BASE_IMAGE: debootstrap + import"
+    bash "$DD_SRC/docker/bootstrap-base.sh" "$DD_BASE_IMAGE" || { fail "docker/bootstrap-base.sh"; finish; }
+else
+    step "base image $DD_BASE_IMAGE: cached"
+fi
+# the build stage gets a tag of its own so that its layers (compilers, -dev packages) stay cached
+step "podman build --target build"
+podman build -q -f "$DD_SRC/docker/Dockerfile" --build-arg BASE="$DD_BASE_IMAGE" --target build \
+    -t "${DD_IMAGE%:*}-build:latest" "$DD_SRC" >build.log 2>&1 || { tail -n 40 build.log; fail "podman build --target build"; finish; }
+step "podman build $DD_IMAGE"
+podman build -q -f "$DD_SRC/docker/Dockerfile" --build-arg BASE="$DD_BASE_IMAGE" \
+    -t "$DD_IMAGE" "$DD_SRC" >>build.log 2>&1 || { tail -n 40 build.log; fail "podman build"; finish; }
+# earlier builds of our images, now untagged
+podman image prune -f --filter label=org.ddtrain.stage >/dev/null 2>&1
+
+step "check the image"
+podman run --rm --network none "$DD_IMAGE" ddtrain --version >out.txt 2>&1 && grep -q '^ddtrain 0\.' out.txt ||
+    fail "ddtrain --version in the image: $(cat out.txt)"
+podman run --rm --network none "$DD_IMAGE" sh -c 'mpirun --version && command -v sshd && ddtrain-node --help' >out.txt 2>&1 ||
+    fail "mpirun/sshd/ddtrain-node in the image: $(tail -n 5 out.txt)"
+podman image inspect --format '{{.Size}}' "$DD_IMAGE" | awk '{printf "image size: %.0f MB\n", $1 / 1e6}'
+step "done"
+finish
