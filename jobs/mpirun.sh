@@ -22,7 +22,8 @@
 #   --dry-run                print the mpirun command and exit
 #
 # Environment: DDTRAIN (the binary; default build/release/ddtrain of this checkout, else PATH),
-# DD_MPIRUN_ARGS (more mpirun options, word-split). Every host needs ddtrain, the config and the
+# DD_MPIRUN_ARGS (more mpirun options, word-split), DD_EXEC (a command every rank runs ddtrain
+# under, e.g. "apptainer exec ddtrain.sif"; DDTRAIN then names the binary inside, default ddtrain). Every host needs ddtrain, the config and the
 # data at the same paths (a shared file system); rank 0 reads the data and writes checkpoints.
 # More: docs/launch.md.
 set -euo pipefail
@@ -102,7 +103,7 @@ else
     dd_run_dir "$runs" "$name"
 fi
 # our checkpoint.dir first: a checkpoint.dir among the user's overrides wins
-cmd+=("$ddtrain" train "$config" "checkpoint.dir=$run_dir" "$@" --resume auto)
+cmd+=("${dd_exec[@]}" "$ddtrain" train "$config" "checkpoint.dir=$run_dir" "$@" --resume auto)
 
 if [ $dry = 1 ]; then
     printf '%q ' "${cmd[@]}"; echo

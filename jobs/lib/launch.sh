@@ -5,8 +5,16 @@
 
 dd_die() { echo "ddtrain ${DD_WHAT:-launch}: error: $*" >&2; exit 2; }
 
-# dd_find_ddtrain CHECKOUT: set $ddtrain to $DDTRAIN, else CHECKOUT/build/release/ddtrain, else PATH's
+# dd_find_ddtrain CHECKOUT: set $ddtrain to $DDTRAIN, else CHECKOUT/build/release/ddtrain, else PATH's;
+# and $dd_exec to the words of $DD_EXEC, a command each rank runs ddtrain under (e.g. "apptainer exec
+# ddtrain.sif"): then ddtrain is $DDTRAIN or "ddtrain" as the container sees it, not checked here
 dd_find_ddtrain() {
+    read -r -a dd_exec <<<"${DD_EXEC:-}"
+    if [ ${#dd_exec[@]} -gt 0 ]; then
+        ddtrain=${DDTRAIN:-ddtrain}
+        command -v "${dd_exec[0]}" >/dev/null || dd_die "DD_EXEC='$DD_EXEC': '${dd_exec[0]}' is not on PATH"
+        return 0
+    fi
     ddtrain=${DDTRAIN:-}
     if [ -z "$ddtrain" ]; then
         if [ -x "$1/build/release/ddtrain" ]; then ddtrain=$1/build/release/ddtrain

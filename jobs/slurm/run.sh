@@ -15,6 +15,8 @@
 #   DD_REQUEUE    1: after a stop on a signal (time limit warning, preemption notice), requeue the job
 #                 so it continues by itself (needs a requeueable job: #SBATCH --requeue)
 #   DD_LAUNCHER_ARGS  more options for srun/mpirun (word-split), e.g. "--mca btl_tcp_if_include ib0"
+#   DD_EXEC       a command every rank runs ddtrain under, e.g. "apptainer exec ddtrain.sif" (the image's
+#                 ddtrain; DDTRAIN then names the binary inside it, default ddtrain)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,7 +67,7 @@ else
     cmd+=("${extra[@]}")
 fi
 # our checkpoint.dir first: a checkpoint.dir among the user's overrides wins
-cmd+=("$ddtrain" train "$config" "checkpoint.dir=$run_dir" "$@" --resume auto)
+cmd+=("${dd_exec[@]}" "$ddtrain" train "$config" "checkpoint.dir=$run_dir" "$@" --resume auto)
 
 dd_launch "$run_dir/train.log" \
     "== job $SLURM_JOB_ID (restart ${SLURM_RESTART_COUNT:-0}) of run '$name' started $(date -u +%FT%TZ): ${SLURM_NTASKS:-?} task(s) on ${SLURM_JOB_NUM_NODES:-?} node(s) [${SLURM_JOB_NODELIST:-?}], $cpus CPU(s) per task" \

@@ -58,8 +58,10 @@ kill_job_leftovers() {
     for f in $(grep -lzx "SLURM_CONF=$CONF" /proc/[0-9]*/environ 2>/dev/null); do
         pid=${f#/proc/}; pid=${pid%/environ}
         [ "$pid" = $$ ] && continue
-        # slurmstepd has no pid file; the others are processes of a job
-        if alive "$pid" slurmstepd || grep -qz '^SLURM_JOB_ID=' "$f" 2>/dev/null; then
+        # slurmstepd has no pid file, daemons whose pid files are gone (state directory removed)
+        # still run with our config; the others are processes of a job
+        if alive "$pid" slurmstepd || alive "$pid" slurmd || alive "$pid" slurmctld ||
+            grep -qz '^SLURM_JOB_ID=' "$f" 2>/dev/null; then
             kill -KILL "$pid" 2>/dev/null && n=$((n + 1))
         fi
     done
@@ -84,6 +86,10 @@ down() {
     for f in "$DIR"/run/slurmd-*.pid; do [ -e "$f" ] && stop_pidfile "$f" slurmd; done
     stop_pidfile "$DIR/run/slurmctld.pid" slurmctld
     stop_pidfile "$DIR/munge/pid" munged
+    local pid
+    for pid in $(pgrep -x munged); do   # ours without its pid file
+        grep -qzF -- "--socket=$DIR/munge/sock" "/proc/$pid/cmdline" 2>/dev/null && kill -TERM "$pid"
+    done
     kill_job_leftovers
     rm -rf /dev/shm/ddtrain-slurm-*
     log "cluster down (logs kept in $DIR/log)"

@@ -13,6 +13,7 @@ PROJECT=ddtrain-test
 work=$DD_SCRATCH/work
 mkdir -p "$work"
 sock=$DD_SCRATCH/podman.sock
+for pid in $(pgrep -f "podman system service --time=0 unix://$sock"); do kill "$pid"; done   # a killed run's
 podman system service --time=0 "unix://$sock" >service.log 2>&1 &
 svc=$!
 # the image of system.container.image, no build; COMPOSE_DOCKER_CLI_BUILD=0: no docker CLI needed

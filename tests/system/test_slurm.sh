@@ -96,6 +96,7 @@ run_case() {
         fail "$out: header does not say $ranks rank(s) on $nodes node(s), $cpus BLAS thread(s)"
     [ "$launcher" = srun ] && ! grep -q '^== srun --mpi=pmix' "$out" && fail "$out: not launched with srun --mpi=pmix"
     [ "$launcher" = mpirun ] && ! grep -q '^== mpirun -np '"$ranks" "$out" && fail "$out: not launched with mpirun -np $ranks"
+    [ -n "${DD_EXEC:-}" ] && ! grep -q "^== .* $DD_EXEC $DDTRAIN train " "$out" && fail "$out: ddtrain not run under DD_EXEC='$DD_EXEC'"
     check_start "$name" 1 "$ranks" "$nodes" "$cpus" 0
     spe=$(jfield "runs/$name/metrics.jsonl" start steps_per_epoch)
     [ "$(jfield "runs/$name/metrics.jsonl" done step)" = $((2 * spe)) ] || fail "$name: did not finish 2 epochs"
@@ -175,7 +176,8 @@ preempt_requeue() {
 
 case $case in
     srun-1node) run_case s1 single-node.sbatch 1 2 2 srun ;;
-    mpirun-1node) run_case m1 single-node.sbatch 1 2 1 mpirun ;;
+    # also: ddtrain under a wrapper command, the way DD_EXEC="apptainer exec ddtrain.sif" runs an image
+    mpirun-1node) DD_EXEC="env DD_VIA_EXEC=1" SUBMIT_EXPORTS=DD_EXEC,DDTRAIN run_case m1 single-node.sbatch 1 2 1 mpirun ;;
     srun-2nodes) run_case s2 multi-node.sbatch 2 2 1 srun ;;
     mpirun-2nodes) run_case m2 multi-node.sbatch 2 2 1 mpirun ;;
     preempt-resubmit) preempt_resubmit ;;
