@@ -6,7 +6,7 @@
 # sends before the time limit) stops training with a checkpoint; a resubmission, or the job's own
 # requeue (DD_REQUEUE=1), continues from it.
 #
-#   test_slurm.sh srun-1node | mpirun-1node | srun-2nodes | mpirun-2nodes | preempt-resubmit | preempt-requeue
+#   test_slurm.sh srun-1node | mpirun-1node | srun-2nodes | mpirun-2nodes | preempt-resubmit | preempt-requeue | errors
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 case=${1:?usage: test_slurm.sh CASE}
@@ -174,7 +174,28 @@ preempt_requeue() {
     [ "$(jfield runs/pq/metrics.jsonl done step)" = 2000 ] || fail "pq: did not reach train.max_steps 2000"
 }
 
+# errors: a job with a missing config or binary fails at once, with the reason in its output
+slurm_errors() {
+    local id
+    step "a missing config file and a missing binary"
+    id=$(submit e1 single-node.sbatch -- "$DD_SCRATCH/data/nope.yaml") || { fail "sbatch"; return 1; }
+    check_job "$id" FAILED 2 &&
+        { grep -q "^ddtrain job: error: config file '$DD_SCRATCH/data/nope.yaml' not found" "e1-$id.out" ||
+              fail "e1-$id.out: no one-line error naming the config"; }
+    id=$(DDTRAIN=/nonexistent/ddtrain SUBMIT_EXPORTS=DDTRAIN submit e2 single-node.sbatch -- "$DD_SCRATCH/data/quick.yaml") ||
+        { fail "sbatch"; return 1; }
+    check_job "$id" FAILED 2 &&
+        { grep -q "^ddtrain job: error: DDTRAIN='/nonexistent/ddtrain' is not an executable" "e2-$id.out" ||
+              fail "e2-$id.out: no one-line error naming the binary"; }
+    id=$(DDTRAIN_HOME=/nonexistent SUBMIT_EXPORTS=DDTRAIN_HOME submit e3 single-node.sbatch -- "$DD_SCRATCH/data/quick.yaml") ||
+        { fail "sbatch"; return 1; }
+    check_job "$id" FAILED 2 &&
+        { grep -q "^ddtrain job: error: /nonexistent/jobs/slurm/run.sh not found" "e3-$id.out" ||
+              fail "e3-$id.out: no error naming run.sh"; }
+}
+
 case $case in
+    errors) slurm_errors ;;
     srun-1node) run_case s1 single-node.sbatch 1 2 2 srun ;;
     # also: ddtrain under a wrapper command, the way DD_EXEC="apptainer exec ddtrain.sif" runs an image
     mpirun-1node) DD_EXEC="env DD_VIA_EXEC=1" SUBMIT_EXPORTS=DD_EXEC,DDTRAIN run_case m1 single-node.sbatch 1 2 1 mpirun ;;
