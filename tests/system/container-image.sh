@@ -19,8 +19,8 @@ podman build -q -f "$DD_SRC/docker/Dockerfile" --build-arg BASE="$DD_BASE_IMAGE"
 step "podman build $DD_IMAGE"
 podman build -q -f "$DD_SRC/docker/Dockerfile" --build-arg BASE="$DD_BASE_IMAGE" \
     -t "$DD_IMAGE" "$DD_SRC" >>build.log 2>&1 || { tail -n 40 build.log; fail "podman build"; finish; }
-# earlier builds of our images, now untagged
-podman image prune -f --filter label=org.ddtrain.stage >/dev/null 2>&1
+# earlier builds of our images, now untagged (podman 4.3's image prune leaves them)
+podman images -q --filter dangling=true --filter label=org.ddtrain.stage | xargs -r podman rmi >/dev/null 2>&1
 
 step "check the image"
 podman run --rm --network none "$DD_IMAGE" ddtrain --version >out.txt 2>&1 && grep -q '^ddtrain 0\.' out.txt ||
