@@ -8,10 +8,25 @@ podman_conf
 
 if [ "${DD_REBUILD_BASE:-0}" = 1 ] || ! podman image exists "$DD_BASE_IMAGE"; then
     step "base image $DD_BASE_IMAGE: debootstrap + import"
+    for d in /tmp/ddtrain-rootfs.*; do   # a killed bootstrap's root file system
+        [ -d "$d" ] || continue
+        for m in dev/pts dev sys proc; do umount "$d/rootfs/$m" 2>/dev/null; done
+        rm -rf --one-file-system "$d"
+    done
     bash "$DD_SRC/docker/bootstrap-base.sh" "$DD_BASE_IMAGE" || { fail "docker/bootstrap-base.sh"; finish; }
 else
     step "base image $DD_BASE_IMAGE: cached"
 fi
+# a build killed half-way leaves buildah working containers behind: remove ours (on our base, or
+# on an image with our label)
+base_id=$(podman image inspect --format '{{.Id}}' "$DD_BASE_IMAGE")
+podman ps -a --external --format '{{.ID}} {{.ImageID}} {{.Status}}' | while read -r id img status; do
+    [ "$status" = Storage ] || continue
+    if [ "${base_id#"$img"}" != "$base_id" ] ||
+       [ -n "$(podman image inspect --format '{{index .Labels "org.ddtrain.stage"}}' "$img" 2>/dev/null)" ]; then
+        podman rm -f "$id" >/dev/null 2>&1 && echo "removed the working container $id of a killed build"
+    fi
+done
 # the build stage gets a tag of its own so that its layers (compilers, -dev packages) stay cached
 step "podman build --target build"
 podman build -q -f "$DD_SRC/docker/Dockerfile" --build-arg BASE="$DD_BASE_IMAGE" --target build \
