@@ -7,9 +7,22 @@
 #include "ddtrain/layers.h"
 
 extern const dd_layer_kind dd__layer_dense, dd__layer_relu, dd__layer_tanh, dd__layer_sigmoid, dd__layer_flatten;
+/* sequence layers */
+extern const dd_layer_kind dd__layer_embedding, dd__layer_rnn, dd__layer_lstm, dd__layer_gru, dd__layer_layernorm;
 
 const dd_layer_kind *const dd_layer_kinds[] = {
-    &dd__layer_dense, &dd__layer_relu, &dd__layer_tanh, &dd__layer_sigmoid, &dd__layer_flatten, NULL,
+    &dd__layer_dense,
+    &dd__layer_relu,
+    &dd__layer_tanh,
+    &dd__layer_sigmoid,
+    &dd__layer_flatten,
+    /* sequence layers */
+    &dd__layer_embedding,
+    &dd__layer_rnn,
+    &dd__layer_lstm,
+    &dd__layer_gru,
+    &dd__layer_layernorm,
+    NULL,
 };
 
 #define KEY(n, t, f, lo, hi)                                                                                           \
