@@ -52,6 +52,10 @@ static const field data_fields[] = {
     {"val_fraction", F_F64, OFF(val_fraction), 0, 0, 0.9, "0",
      "hold out this fraction of data.train for validation (when data.val is not set)"},
     {"drop_last", F_BOOL, OFF(drop_last), 0, 0, 0, "false", "skip the last partial global batch of each epoch"},
+    {"lengths", F_STR, STR(lengths), 0, 0, "",
+     "sequences: integer dataset [N] of valid steps per sequence, e.g. /lengths (padding masked out)"},
+    {"pad_id", F_I64, OFF(pad_id), 0, -1, 2147483647, "-1",
+     "sequences: token id that pads; a sequence ends after its last other token (-1 = no padding)"},
 };
 /* "auto" = the optimizer's PyTorch default; keys of other optimizers are errors (optim.c) */
 static const field optim_fields[] = {

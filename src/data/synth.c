@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ddtrain/data.h"
+#include "sequence.h"
 
 #define LATENT 16 /* classes live on a low-dimensional manifold */
 #define PROTOS 3  /* clusters per class: not linearly separable */
@@ -110,6 +111,10 @@ int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
     return dd_error(DD_EINVAL, "--classes %lld is too many (at most 100000)", (long long)s->classes);
   if (!(s->noise >= 0.0))
     return dd_error(DD_EINVAL, "--noise must be >= 0, got %g", s->noise);
+  if (s->seq_len > 0 && !s->regression)
+    return dd__data_synth_seq(s, out);
+  if (s->seq_len > 0)
+    return dd_error(DD_EINVAL, "--seq-len makes classification sequences; drop --regression");
   dd_dataset *ds = NULL;
   int rc = alloc_ds(s, &ds);
   float *a = NULL, *b = NULL;
