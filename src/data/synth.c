@@ -102,7 +102,7 @@ int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
   *out = NULL;
   if (s->samples < 1)
     return dd_error(DD_EINVAL, "--samples must be at least 1, got %lld", (long long)s->samples);
-  if (s->image.ndim != 3 && s->features < 1)
+  if (s->image.ndim != 3 && s->seq_len <= 0 && s->features < 1)
     return dd_error(DD_EINVAL, "--features must be at least 1, got %lld", (long long)s->features);
   if (s->classes < (s->regression ? 1 : 2))
     return dd_error(DD_EINVAL, "%s must be at least %d, got %lld", s->regression ? "--outputs" : "--classes",
