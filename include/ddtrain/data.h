@@ -82,10 +82,15 @@ const int32_t *dd_data_gather_lengths(const dd_split *s, const int64_t *pos, int
 
 /* `data text`: a character-level next-character dataset from a UTF-8 text
  * file. The vocabulary is the sorted set of code points in the file (id i
- * is the i-th smallest); x [N, T] holds the ids of windows of T characters
- * taken every `stride` characters, y [N, T] the ids of the next characters
- * (x shifted by one). *out owned by the caller. */
-int dd_data_text(const char *txt, int64_t T, int64_t stride, dd_dataset **out);
+ * is the i-th smallest), or vocab[nvocab] if given (another file's, so a
+ * validation text gets the same ids; a character outside it is an error);
+ * x [N, T] holds the ids of windows of T characters taken every `stride`
+ * characters, y [N, T] the ids of the next characters (x shifted by one).
+ * *out owned by the caller. */
+int dd_data_text(const char *txt, int64_t T, int64_t stride, const int32_t *vocab, int64_t nvocab, dd_dataset **out);
+/* The /vocab of an HDF5 file (a dataset or checkpoint), read here (no MPI).
+ * *vocab [*n] owned by the caller; DD_EDATA if the file has none. */
+int dd_data_read_vocab(const char *path, int32_t **vocab, int64_t *n);
 
 /* UTF-8 helpers. Decode s[0..n) into cps (room for n code points); returns
  * the number of code points, or -1 with *bad = the byte offset of the first

@@ -92,7 +92,7 @@ static const char *const usage_data =
     "                          [--regression] [--outputs K] [--noise S] [--seed S] [--image CxHxW]\n"
     "       ddtrain data synth --out FILE.h5 --seq-len T [--vocab V] [--min-len L] [--per-step]\n"
     "                          [--classes K] [--samples N] [--seed S]\n"
-    "       ddtrain data text FILE.txt --out FILE.h5 --seq-len T [--stride S]\n"
+    "       ddtrain data text FILE.txt --out FILE.h5 --seq-len T [--stride S] [--vocab F.h5]\n"
     "       ddtrain data import csv FILE.csv --out FILE.h5 [--label COLUMN] [--regression]\n"
     "       ddtrain data import idx IMAGES LABELS --out FILE.h5\n"
     "       ddtrain data inspect FILE.h5\n"
@@ -105,6 +105,7 @@ static const char *const usage_data =
     "       class (sentiment-style); --per-step labels every step with the leader so far.\n"
     "text: UTF-8 text -> x, y N x T (y = x shifted by one character), windows every\n"
     "       S characters (default T); the vocabulary (code points) is stored as /vocab.\n"
+    "       --vocab F.h5 reuses F's vocabulary (for a validation text: the same ids).\n"
     "import csv: one sample per row; the label column (name or 0-based index, default\n"
     "       last) holds class ids or class names; a header row is detected.\n"
     "import idx: MNIST-style idx3-ubyte images and idx1-ubyte labels (.gz accepted);\n"
@@ -450,7 +451,7 @@ static int data_import(cli *x, int argc, char **argv) {
 }
 
 static int data_text(cli *x, int argc, char **argv) {
-  const char *txt = NULL, *out = NULL;
+  const char *txt = NULL, *out = NULL, *vfile = NULL;
   int64_t T = 0, stride = 0;
   int rc = DD_OK;
   for (int i = 0; i < argc && rc == DD_OK; i++) {
@@ -462,6 +463,9 @@ static int data_text(cli *x, int argc, char **argv) {
       rc = parse_int(x, "--seq-len", opt_value(argc, argv, &i, "--seq-len"), &T);
     } else if (opt_is(a, "--stride")) {
       rc = parse_int(x, "--stride", opt_value(argc, argv, &i, "--stride"), &stride);
+    } else if (opt_is(a, "--vocab")) {
+      if (!(vfile = opt_value(argc, argv, &i, "--vocab")))
+        rc = usage_error(x, "%s needs a file written by 'ddtrain data text'", a);
     } else if (a[0] == '-' && a[1] == '-') {
       rc = usage_error(x, "unknown option '%s' for data text", a);
     } else if (!txt) {
@@ -476,7 +480,13 @@ static int data_text(cli *x, int argc, char **argv) {
     return rc;
   if (x->rank == 0) {
     dd_dataset *ds = NULL;
-    rc = dd_data_text(txt, T, stride ? stride : T, &ds);
+    int32_t *vocab = NULL;
+    int64_t nvocab = 0;
+    if (vfile)
+      rc = dd_data_read_vocab(vfile, &vocab, &nvocab);
+    if (rc == DD_OK)
+      rc = dd_data_text(txt, T, stride ? stride : T, vocab, nvocab, &ds);
+    dd_free(vocab);
     if (rc == DD_OK) {
       char origin[1200];
       snprintf(origin, sizeof origin, "ddtrain data text %s --seq-len %lld --stride %lld", txt, (long long)T,

@@ -199,7 +199,42 @@ static int read_file(const char *path, char **buf, int64_t *n) {
   return rc;
 }
 
-int dd_data_text(const char *txt, int64_t T, int64_t stride, dd_dataset **out) {
+int dd_data_read_vocab(const char *path, int32_t **vocab, int64_t *n) {
+  *vocab = NULL;
+  *n = 0;
+  int rc = dd__h5_check_readable(path, "--vocab");
+  if (rc)
+    return rc;
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0)
+    return DD_H5_FAIL("H5Fopen", path);
+  rc = dd__h5_read_i32_vector(f, path, "/vocab", "vocabulary", n, vocab);
+  H5Fclose(f);
+  if (rc == DD_ENOTFOUND)
+    return dd_error(DD_EDATA, "'%s' has no /vocab; give a file written by 'ddtrain data text'", path);
+  for (int64_t i = 0; rc == DD_OK && i < *n; i++)
+    if ((*vocab)[i] < 0 || (*vocab)[i] >= 0x110000 || (i > 0 && (*vocab)[i] <= (*vocab)[i - 1]))
+      rc = dd_error(DD_EDATA, "'%s':/vocab[%lld] = %d: a vocabulary holds increasing Unicode code points", path,
+                    (long long)i, (*vocab)[i]);
+  if (rc) {
+    dd_free(*vocab);
+    *vocab = NULL;
+  }
+  return rc;
+}
+
+/* line and column (1-based) of byte offset at in text */
+static void line_col(const char *text, int64_t at, int64_t *line, int64_t *col) {
+  *line = 1;
+  *col = 1;
+  for (int64_t i = 0; i < at; i++, (*col)++)
+    if (text[i] == '\n') {
+      (*line)++;
+      *col = 0;
+    }
+}
+
+int dd_data_text(const char *txt, int64_t T, int64_t stride, const int32_t *vocab, int64_t nvocab, dd_dataset **out) {
   *out = NULL;
   if (T < 1)
     return dd_error(DD_EINVAL, "--seq-len must be at least 1, got %lld", (long long)T);
@@ -219,12 +254,8 @@ int dd_data_text(const char *txt, int64_t T, int64_t stride, dd_dataset **out) {
     int64_t bad = 0;
     L = dd_utf8_decode(bytes, nb, cps, &bad);
     if (L < 0) {
-      int64_t line = 1, col = 1;
-      for (int64_t i = 0; i < bad; i++, col++)
-        if (bytes[i] == '\n') {
-          line++;
-          col = 0;
-        }
+      int64_t line, col;
+      line_col(bytes, bad, &line, &col);
       rc = dd_error(DD_EDATA,
                     "%s:%lld: byte %lld (column %lld) = 0x%02x is not valid UTF-8; convert the file, e.g. iconv -f "
                     "latin1 -t utf-8",
@@ -236,10 +267,31 @@ int dd_data_text(const char *txt, int64_t T, int64_t stride, dd_dataset **out) {
                     txt, (long long)L, (long long)T, (long long)T + 1);
     }
   }
+  if (rc == DD_OK && vocab) { /* a given vocabulary: every character must be in it */
+    for (int64_t i = 0; i < nvocab; i++)
+      map[vocab[i]] = 1;
+    int64_t at = 0;
+    for (int64_t i = 0; i < L; i++) {
+      if (!map[cps[i]]) {
+        char ch[16];
+        int64_t line, col;
+        dd_char_label(cps[i], ch, sizeof ch);
+        line_col(bytes, at, &line, &col);
+        rc = dd_error(DD_EDATA,
+                      "%s:%lld: character %s (column %lld) is not in the --vocab vocabulary of %lld characters; "
+                      "build the vocabulary from a text that has all characters",
+                      txt, (long long)line, ch, (long long)col, (long long)nvocab);
+        break;
+      }
+      char tmp[4];
+      at += dd_utf8_encode(cps[i], tmp);
+    }
+  }
   if (rc == DD_OK) {
-    /* vocabulary: the code points present, in increasing order */
-    for (int64_t i = 0; i < L; i++)
-      map[cps[i]] = 1;
+    /* vocabulary: the code points present (or given), in increasing order */
+    if (!vocab)
+      for (int64_t i = 0; i < L; i++)
+        map[cps[i]] = 1;
     int64_t V = 0;
     for (int32_t cp = 0; cp < CP_LIMIT; cp++)
       if (map[cp])

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "ddtrain/layers.h"
+#include "sequtil.h"
 
 /* Largest vocabulary whose ids are exact in the float32 activation buffer. */
 #define VOCAB_MAX (1 << 24)
@@ -53,19 +54,11 @@ static int embedding_setup(dd_layer *l) {
   return DD_OK;
 }
 
-/* valid steps of sample b */
-static int64_t steps(const dd_pass *p, int b, int64_t T) {
-  if (!p->lengths)
-    return T;
-  int64_t n = p->lengths[b];
-  return n < 0 ? 0 : (n > T ? T : n);
-}
-
 static int embedding_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   const int64_t T = l->in.d[0];
   const int E = (int)l->spec.dim, V = (int)l->spec.vocab;
   for (int b = 0; b < p->B; b++) {
-    const int64_t n = steps(p, b, T);
+    const int64_t n = dd__valid_steps(p, b, T);
     const float *ids = x + b * T;
     float *yb = y + b * T * E;
     int64_t bad = dd_embedding_forward(yb, ids, l->param[0].data, n, V, E);
@@ -86,7 +79,7 @@ static int embedding_backward(dd_layer *l, const dd_pass *p, const float *x, con
   const int64_t T = l->in.d[0];
   const int E = (int)l->spec.dim, V = (int)l->spec.vocab;
   for (int b = 0; b < p->B; b++)
-    dd_embedding_backward(l->param[0].grad, dy + b * T * E, x + b * T, steps(p, b, T), V, E);
+    dd_embedding_backward(l->param[0].grad, dy + b * T * E, x + b * T, dd__valid_steps(p, b, T), V, E);
   /* token ids are not differentiable */
   if (dx)
     memset(dx, 0, sizeof(float) * (size_t)(p->B * T));

@@ -3,7 +3,7 @@
 
 #include "ddtrain/layers.h"
 #include "ddtrain/tensor.h"
-#include "fastmath.h"
+#include "sequtil.h"
 
 /* Shape legend: B = batch, T = steps, D = input features, H = hidden size,
  * G = gates (rnn 1; lstm 4: i, f, g, o; gru 3: r, z, n), GH = G * H.
@@ -126,13 +126,6 @@ static int rec_setup(dd_layer *l) {
   return DD_OK;
 }
 
-static int valid_steps(const dd_pass *p, int b, int T) {
-  if (!p->lengths)
-    return T;
-  int n = p->lengths[b];
-  return n < 0 ? 0 : (n > T ? T : n);
-}
-
 /* ---- cells: one row (one sample, one step) of H units ------------------- */
 
 static void rnn_fwd(float *restrict h, const float *restrict g, const float *restrict bias, int H) {
@@ -249,7 +242,7 @@ static int rec_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) 
     else if (rec_t)
       memset(rec_t, 0, sizeof(float) * (size_t)B * (size_t)GH);
     for (int b = 0; b < B; b++) {
-      const int len = valid_steps(p, b, T);
+      const int len = (int)dd__valid_steps(p, b, T);
       float *gb = g + (int64_t)b * GH, *hb = h + (int64_t)b * H;
       const float *hpb = hp + (int64_t)b * H;
       float *cb = r.cs ? r.cs + ((int64_t)(t + 1) * B + b) * H : NULL;
@@ -308,7 +301,7 @@ static int rec_backward(dd_layer *l, const dd_pass *p, const float *x, const flo
     float *g = r.gates + (int64_t)t * B * GH;
     const float *hp = r.hs + (int64_t)t * B * H, *h = hp + (int64_t)B * H;
     for (int b = 0; b < B; b++) {
-      const int len = valid_steps(p, b, T);
+      const int len = (int)dd__valid_steps(p, b, T);
       float *gb = g + (int64_t)b * GH, *dhb = r.dh + (int64_t)b * H;
       const float *dyb = NULL;
       if (r.sequences && t < len)

@@ -27,6 +27,17 @@ assert list(v) == sorted(v) and "é" in chars and "\n" in chars, chars
 text = open("corpus.txt", encoding="utf-8").read()
 assert "".join(chars[i] for i in x[0]) == text[:32]
 PY
+tail -c 3000 corpus.txt > valtext.txt
+expect_ok "data text --vocab: a validation text with the same ids" 0 data text valtext.txt --out textval.h5 --seq-len 32 --vocab text.h5
+$PY - <<'PY' || fail "data text --vocab keeps the training file's vocabulary and ids"
+import h5py
+a, b = h5py.File("text.h5", "r"), h5py.File("textval.h5", "r")
+assert list(a["vocab"][:]) == list(b["vocab"][:])
+v = b["vocab"][:]
+assert "".join(chr(v[i]) for i in b["x"][0]) == open("valtext.txt", encoding="utf-8").read()[:32]
+PY
+printf 'the cat\nsat!\n' > bang.txt
+expect_error "data text --vocab with a new character" 0 1 "bang.txt:2: character ! (column 4) is not in the --vocab vocabulary of $V characters" data text bang.txt --out b.h5 --seq-len 4 --vocab text.h5
 expect_ok "inspect shows the vocabulary" 0 data inspect text.h5
 grep -q "vocabulary ($V characters" "$out" || fail "inspect prints the vocabulary"
 grep -q '0:\\n 1:'"' '"' ' "$out" || fail "inspect labels newline and space"
@@ -37,7 +48,7 @@ model:
     - {type: embedding, vocab: 21, dim: 16}
     - {type: lstm, hidden: 48, sequences: true}
     - {type: dense, units: 21}
-data: {train: text.h5, val_fraction: 0.1}
+data: {train: text.h5, val: textval.h5}
 optim: {name: adam, lr: 0.01}
 train: {batch_size: 32, epochs: 4}
 checkpoint: {dir: lm}
@@ -109,6 +120,8 @@ expect_ok "eval the classifier" 2 eval "$ck2" sentval.h5
 grep -q "accuracy $acc%" "$out" || fail "eval reproduces the final validation accuracy ($acc%)"
 expect_ok "the same run with data.pad_id instead of data.lengths" 2 train cls.yaml data.lengths= data.pad_id=0 checkpoint.dir=cls_pad
 [ "$acc" = "$(sed -n 's/^final validation accuracy: \([0-9.]*\)%.*/\1/p' "$out")" ] || fail "pad_id 0 gives the lengths of /lengths: same final accuracy"
+
+expect_error "data text --vocab of a file without one" 0 1 "'sent.h5' has no /vocab; give a file written by 'ddtrain data text'" data text bang.txt --out b.h5 --seq-len 4 --vocab sent.h5
 
 # per-step labels with padding: loss and predictions skip the padding
 expect_ok "data synth --per-step" 0 data synth --out step.h5 --seq-len 12 --samples 800 --vocab 30 --per-step --seed 6

@@ -197,7 +197,7 @@ static void lstm_text_checkpoint_round_trip(void) {
     if (f)
       fclose(f);
     dd_dataset *ds = NULL;
-    rc = dd_data_text(txt, 16, 5, &ds);
+    rc = dd_data_text(txt, 16, 5, NULL, 0, &ds);
     if (rc == DD_OK) {
       nvocab = ds->nvocab;
       memcpy(vocab, ds->vocab, sizeof(int32_t) * (size_t)(nvocab < 64 ? nvocab : 64));

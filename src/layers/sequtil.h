@@ -1,8 +1,19 @@
-/* Internal: branch-free tanh and sigmoid for the recurrent cells, inlined so cell loops vectorise. */
-#ifndef DDTRAIN_LAYERS_FASTMATH_H
-#define DDTRAIN_LAYERS_FASTMATH_H
+/* Internal to the sequence layers: valid steps of a sequence, and branch-free tanh/sigmoid that vectorise. */
+#ifndef DDTRAIN_LAYERS_SEQUTIL_H
+#define DDTRAIN_LAYERS_SEQUTIL_H
 
 #include <math.h>
+
+#include "ddtrain/layers.h"
+
+/* Valid steps of sample b of the pass: its length clamped to [0, T], or T
+ * without lengths. */
+static inline int64_t dd__valid_steps(const dd_pass *p, int b, int64_t T) {
+  if (!p->lengths)
+    return T;
+  const int64_t n = p->lengths[b];
+  return n < 0 ? 0 : (n > T ? T : n);
+}
 
 /* tanh as x p(x^2) / q(x^2) on [-8, 8] (the rational approximation Eigen
  * and TensorFlow use; |error| <= 3.5e-7 against double tanh), x itself for
