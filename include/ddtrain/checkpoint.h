@@ -32,12 +32,14 @@ typedef struct dd_train_state {
 } dd_train_state;
 
 /* Save to dir/ckpt-<step>.h5 and keep the newest `keep` files (keep <= 0:
- * keep all). vocab[nvocab] (the code points of a character model's token
- * ids, from the training data) is stored as /vocab when not NULL. The final
- * path is written into path_out if given. */
+ * keep all). The final path is written into path_out if given. */
 int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
-                       const dd_train_state *st, const char *config_text, const int32_t *vocab, int64_t nvocab,
-                       char *path_out, size_t path_n);
+                       const dd_train_state *st, const char *config_text, char *path_out, size_t path_n);
+/* The same, also storing vocab[nvocab] (the code point of each token id of
+ * a character model's training data) as /vocab when vocab is not NULL. */
+int dd_checkpoint_save_with_vocab(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
+                                  const dd_train_state *st, const char *config_text, const int32_t *vocab,
+                                  int64_t nvocab, char *path_out, size_t path_n);
 
 /* Load tensors (and optimizer state and training state, if o/st are not
  * NULL) into an already built model. Shapes must match the model. */

@@ -211,8 +211,13 @@ static int save_root(const char *dir, int keep, const dd_model *m, const dd_opti
 }
 
 int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
-                       const dd_train_state *st, const char *config_text, const int32_t *vocab, int64_t nvocab,
-                       char *path_out, size_t path_n) {
+                       const dd_train_state *st, const char *config_text, char *path_out, size_t path_n) {
+  return dd_checkpoint_save_with_vocab(c, dir, keep, m, o, st, config_text, NULL, 0, path_out, path_n);
+}
+
+int dd_checkpoint_save_with_vocab(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
+                                  const dd_train_state *st, const char *config_text, const int32_t *vocab,
+                                  int64_t nvocab, char *path_out, size_t path_n) {
   char final[PATH_N + 64] = "";
   int rc = DD_OK;
   if (dd_comm_rank(c) == 0)

@@ -336,8 +336,9 @@ static int save(run *r) {
   if (!r->cfg->ckpt_dir[0])
     return DD_OK;
   r->st.nranks = r->P;
-  int rc = dd_checkpoint_save(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st, r->cfg->text,
-                              r->train_ds->vocab, r->train_ds->nvocab, r->last_ckpt, sizeof r->last_ckpt);
+  int rc =
+      dd_checkpoint_save_with_vocab(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st, r->cfg->text,
+                                    r->train_ds->vocab, r->train_ds->nvocab, r->last_ckpt, sizeof r->last_ckpt);
   if (rc == DD_OK && r->metrics) {
     fprintf(r->metrics, "{\"event\": \"checkpoint\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
             (long long)r->st.epoch);

@@ -47,10 +47,9 @@ static void round_trip(void) {
   for (int64_t i = 0; i < m->nparams; i++)
     o->state[0][i] = (float)i * 0.25f - 3.0f;
   o->t = 17;
-  dd_train_state st = {
-      .step = 42, .epoch = 3, .batch = 5, .samples_seen = 999, .seed = 77, .nranks = 2, .batch_size = 8};
+  dd_train_state st = {.step = 42, .epoch = 3, .batch = 5, .samples_seen = 999, .seed = 77, .nranks = 2, .batch_size = 8};
   char saved[1100];
-  CHECK_OK(dd_checkpoint_save(world, dir, 3, m, o, &st, "model: {layers: [relu]}\n", NULL, 0, saved, sizeof saved));
+  CHECK_OK(dd_checkpoint_save(world, dir, 3, m, o, &st, "model: {layers: [relu]}\n", saved, sizeof saved));
   CHECK_CONTAINS(saved, "ckpt-0000000042.h5");
   dd_train_state st2 = {0};
   CHECK_OK(dd_checkpoint_load(world, saved, m2, o2, &st2));
@@ -95,7 +94,7 @@ static void latest_and_pruning(void) {
   dd_model_init_params(m, 1);
   for (int step = 10; step <= 50; step += 10) {
     dd_train_state st = {.step = step};
-    CHECK_OK(dd_checkpoint_save(world, dir, 2, m, NULL, &st, "", NULL, 0, NULL, 0));
+    CHECK_OK(dd_checkpoint_save(world, dir, 2, m, NULL, &st, "", NULL, 0));
   }
   CHECK_OK(dd_checkpoint_latest(world, dir, found, sizeof found));
   CHECK_CONTAINS(found, "ckpt-0000000050.h5");
@@ -125,7 +124,7 @@ static void wrong_files_are_clear_errors(void) {
   if (!m5 || !m6)
     return;
   dd_train_state st = {.step = 1};
-  CHECK_OK(dd_checkpoint_save(world, dir, 0, m5, NULL, &st, "", NULL, 0, saved, sizeof saved));
+  CHECK_OK(dd_checkpoint_save(world, dir, 0, m5, NULL, &st, "", saved, sizeof saved));
   dd_error_clear();
   CHECK(dd_checkpoint_load(world, saved, m6, NULL, NULL) == DD_ECKPT);
   CHECK_CONTAINS(dd_error_message(), "/params/layer0/weight has shape 5x7 but the model expects 6x7");
