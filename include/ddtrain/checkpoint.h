@@ -35,6 +35,11 @@ typedef struct dd_train_state {
  * keep all). The final path is written into path_out if given. */
 int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
                        const dd_train_state *st, const char *config_text, char *path_out, size_t path_n);
+/* The same, also storing vocab[nvocab] (the code point of each token id of
+ * a character model's training data) as /vocab when vocab is not NULL. */
+int dd_checkpoint_save_with_vocab(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
+                                  const dd_train_state *st, const char *config_text, const int32_t *vocab,
+                                  int64_t nvocab, char *path_out, size_t path_n);
 
 /* Load tensors (and optimizer state and training state, if o/st are not
  * NULL) into an already built model. Shapes must match the model. */
@@ -43,8 +48,11 @@ int dd_checkpoint_load(dd_comm *c, const char *path, dd_model *m, dd_optim *o, d
 /* The config text and the model's per-sample input shape stored in a
  * checkpoint (to rebuild its model). *text is owned by the caller
  * (dd_free); input may be NULL. */
-int dd_checkpoint_config(dd_comm *c, const char *path, char **text,
-                         dd_shape *input);
+int dd_checkpoint_config(dd_comm *c, const char *path, char **text, dd_shape *input);
+
+/* The vocabulary stored in a checkpoint (collective): *vocab [*n] owned by
+ * the caller (dd_free); *vocab NULL and *n 0 if it has none. */
+int dd_checkpoint_vocab(dd_comm *c, const char *path, int32_t **vocab, int64_t *n);
 
 /* Newest readable checkpoint in dir into path; DD_ENOTFOUND if none. */
 int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n);

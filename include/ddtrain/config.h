@@ -26,6 +26,8 @@ typedef struct dd_config {
   char x[256], y[256];
   double val_fraction;
   bool drop_last;
+  char lengths[256]; /* sequence lengths dataset ("" = none) */
+  int64_t pad_id;    /* token id that pads sequences (-1 = none) */
   /* optim */
   dd_optim_spec optim;
   dd_schedule_spec schedule;

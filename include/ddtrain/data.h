@@ -36,6 +36,11 @@ typedef struct dd_dataset {
   int32_t *yc;       /* [n * ysize] class ids (negative = masked) */
   float *yf;         /* [n * ysize] float targets */
   char *class_names; /* newline-separated names of class ids, or NULL */
+  /* sequences (docs/data.md): */
+  bool tokens;      /* x holds integer token ids (written back as int32) */
+  int32_t *lengths; /* [n] valid steps per sequence, or NULL (all xshape.d[0]) */
+  int32_t *vocab;   /* [nvocab] Unicode code point of each token id (data text), or NULL */
+  int64_t nvocab;
 } dd_dataset;
 
 /* Load path:xname/yname collectively (yname NULL or "": features only,
@@ -61,6 +66,40 @@ void dd_split_free(dd_split *s);
 /* Copy the rows at split positions pos[0..n) into x[n, xsize] and
  * y[n, ysize] (int32 or float per ds->ykind; y may be NULL). */
 void dd_data_gather(const dd_split *s, const int64_t *pos, int n, float *x, void *y);
+
+/* ---- sequences: lengths, text, vocabularies (src/data/sequence.c) ----- */
+
+/* Give the sequences of ds their lengths (collective): from the integer
+ * dataset lname [N] of the same file (data.lengths), or, if pad_id >= 0,
+ * from the token ids: a sequence ends after its last token that is not
+ * pad_id (data.pad_id; trailing padding only). Lengths must be 1..T. Per
+ * step class labels at padding steps become -1 (masked). Nothing to do if
+ * lname is empty and pad_id < 0. key names the file's config key. */
+int dd_data_set_lengths(dd_comm *c, dd_dataset *ds, const char *lname, int64_t pad_id, const char *key);
+/* Lengths of the rows at split positions pos[0..n) into len[n]; returns
+ * len, or NULL (and writes nothing) if the dataset has no lengths. */
+const int32_t *dd_data_gather_lengths(const dd_split *s, const int64_t *pos, int n, int32_t *len);
+
+/* `data text`: a character-level next-character dataset from a UTF-8 text
+ * file. The vocabulary is the sorted set of code points in the file (id i
+ * is the i-th smallest), or vocab[nvocab] if given (another file's, so a
+ * validation text gets the same ids; a character outside it is an error);
+ * x [N, T] holds the ids of windows of T characters taken every `stride`
+ * characters, y [N, T] the ids of the next characters (x shifted by one).
+ * *out owned by the caller. */
+int dd_data_text(const char *txt, int64_t T, int64_t stride, const int32_t *vocab, int64_t nvocab, dd_dataset **out);
+/* The /vocab of an HDF5 file (a dataset or checkpoint), read here (no MPI).
+ * *vocab [*n] owned by the caller; DD_EDATA if the file has none. */
+int dd_data_read_vocab(const char *path, int32_t **vocab, int64_t *n);
+
+/* UTF-8 helpers. Decode s[0..n) into cps (room for n code points); returns
+ * the number of code points, or -1 with *bad = the byte offset of the first
+ * invalid sequence. */
+int64_t dd_utf8_decode(const char *s, int64_t n, int32_t *cps, int64_t *bad);
+/* Encode one code point into out (4 bytes of room); returns the byte count. */
+int dd_utf8_encode(int32_t cp, char *out);
+/* A code point for a one-line message: the character, or \n, \t, U+XXXX. */
+void dd_char_label(int32_t cp, char *buf, int n);
 
 /* ---- sampler: the same global batches on any number of ranks ---------- */
 
@@ -106,6 +145,12 @@ typedef struct dd_synth_spec {
   double noise;
   uint64_t seed;
   dd_shape image; /* if ndim 3: x stored as [N, C, H, W] (features = C*H*W) */
+  /* seq_len > 0: token sequences instead (docs/data.md): x [N, seq_len]
+   * ids in [0, vocab) right-padded with 0, lengths [N] in [min_len,
+   * seq_len], y [N] (or [N, seq_len] if per_step) = which class's words
+   * dominate, a word right after the 'not' token counting against its class */
+  int64_t seq_len, vocab, min_len;
+  bool per_step;
 } dd_synth_spec;
 /* Build a learnable dataset in memory; *out owned by the caller. */
 int dd_data_synth(const dd_synth_spec *s, dd_dataset **out);

@@ -41,6 +41,7 @@ enum {
   DD_INIT_ZERO,
   DD_INIT_ONE,
   DD_INIT_UNIFORM_FANIN, /* uniform, limit = 1 / sqrt(fan_in) (PyTorch RNN) */
+  DD_INIT_NORMAL,        /* normal, std = 1 (PyTorch nn.Embedding) */
 };
 
 /* Configuration of one layer as written by the user. Fields a layer kind
@@ -171,6 +172,33 @@ void dd_tanh_forward(float *y, const float *x, int64_t n);
 void dd_tanh_backward(float *dx, const float *y, const float *dy, int64_t n);
 void dd_sigmoid_forward(float *y, const float *x, int64_t n);
 void dd_sigmoid_backward(float *dx, const float *y, const float *dy, int64_t n);
+
+/* ---- sequence layers (embedding, layernorm, rnn/lstm/gru) -------------
+ * Sequence activations are [B, T, D] row-major, like PyTorch's batch_first.
+ * Steps t >= lengths[b] (dd_pass.lengths) are padding: recurrent layers do
+ * not update their state there, write zero outputs and pass no gradient. */
+
+/* y[N, dim] = W[ids[n]] for N token ids (floats holding integers); W is
+ * [vocab, dim] (nn.Embedding.weight). Returns the index of the first id
+ * outside [0, vocab), or -1 if all are valid (nothing written past it). */
+int64_t dd_embedding_forward(float *y, const float *ids, const float *W, int64_t N, int vocab, int dim);
+/* dW[ids[n]] += dy[n] for the N ids (valid ones only). */
+void dd_embedding_backward(float *dW, const float *dy, const float *ids, int64_t N, int vocab, int dim);
+
+/* Layer normalisation over the last dimension D of R rows x[R, D]:
+ * y = (x - mean) * rstd * w + b with the biased variance (nn.LayerNorm(D)).
+ * mean[R] and rstd[R] are kept for backward. */
+void dd_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t R,
+                          int D, float eps);
+/* dw[D] += sum dy * xhat; db[D] += sum dy; dx[R, D] = d L / d x (if dx). */
+void dd_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                           const float *rstd, const float *w, int64_t R, int D);
+
+/* Branch-free float tanh and sigmoid that the compiler vectorises (a
+ * rational approximation, max abs error ~1e-7 against tanhf; checked in
+ * tests/unit/test_layers_seq.c). Recurrent cells use these. */
+void dd_fast_tanh(float *y, const float *x, int64_t n);
+void dd_fast_sigmoid(float *y, const float *x, int64_t n);
 
 /* ---- losses ---------------------------------------------------------- */
 

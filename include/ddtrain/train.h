@@ -56,10 +56,25 @@ int dd_eval_run(dd_comm *c, const char *ckpt, const char *data, const char *xnam
  * /pred (argmax class ids). */
 int dd_predict_run(dd_comm *c, const char *ckpt, const char *data, const char *xname, const char *out_path);
 
+/* Sample text from a character-level model (`ddtrain generate`): the model
+ * must read token ids [T] through an embedding and output one row of
+ * classes per step, and the checkpoint must carry the vocabulary of its
+ * training data (`data text` files have one). Starting from the prompt, it
+ * feeds the last (up to T) characters, samples the next one from
+ * softmax(logits / temperature) at the last step (temperature 0: the most
+ * likely one) and repeats `length` times. Rank 0 writes the prompt and
+ * the sampled text (UTF-8) to out as it goes. */
+typedef struct dd_generate_opts {
+  const char *prompt; /* UTF-8, at least one character of the vocabulary */
+  int64_t length;     /* characters to sample */
+  double temperature; /* >= 0 */
+  uint64_t seed;      /* sampling stream */
+} dd_generate_opts;
+int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FILE *out);
+
 /* Rebuild the model stored in a checkpoint (from its config and input
  * shape) for batches of up to max_batch samples and load its parameters.
  * *cfg and *m are owned by the caller (dd_config_free, dd_model_free). */
-int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch,
-                             dd_config **cfg, dd_model **m);
+int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch, dd_config **cfg, dd_model **m);
 
 #endif

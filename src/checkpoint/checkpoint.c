@@ -64,8 +64,23 @@ static int read_shape(hid_t f, dd_shape *s) {
   return rc;
 }
 
+/* the vocabulary of a character model: int32 code points, id order */
+static int write_vocab(hid_t f, const int32_t *vocab, int64_t n, const char *path) {
+  hsize_t dim = (hsize_t)n;
+  hid_t sp = H5Screate_simple(1, &dim, NULL);
+  hid_t ds = H5Dcreate2(f, "/vocab", H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = DD_OK;
+  if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, vocab) < 0 ||
+      dd__h5_attr_str(ds, "encoding", "unicode code point of each token id") < 0)
+    rc = DD_H5_FAIL("/vocab", path);
+  if (ds >= 0)
+    H5Dclose(ds);
+  H5Sclose(sp);
+  return rc;
+}
+
 static int write_file(const char *tmp, const char *final, const dd_model *m, const dd_optim *o,
-                      const dd_train_state *st, const char *config_text) {
+                      const dd_train_state *st, const char *config_text, const int32_t *vocab, int64_t nvocab) {
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0)
     return dd_error(DD_EIO, "cannot create checkpoint '%s'; check that checkpoint.dir is writable and has space", tmp);
@@ -83,6 +98,8 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
         rc = write_tensor(f, group, t->name, t->param, o->state[s] + t->param->offset, final);
     }
   }
+  if (rc == DD_OK && vocab && nvocab > 0)
+    rc = write_vocab(f, vocab, nvocab, final);
   /* layer types on the layer groups, so a reader can tell what is what */
   for (int i = 0; i < m->nlayers && rc == DD_OK; i++) {
     char g[64];
@@ -165,7 +182,7 @@ static void free_list(char **names, int count) {
 }
 
 static int save_root(const char *dir, int keep, const dd_model *m, const dd_optim *o, const dd_train_state *st,
-                     const char *config_text, char *final, size_t final_n) {
+                     const char *config_text, const int32_t *vocab, int64_t nvocab, char *final, size_t final_n) {
   dd__h5_quiet();
   int rc = dd_mkdirs(dir, "checkpoint.dir");
   if (rc)
@@ -173,7 +190,7 @@ static int save_root(const char *dir, int keep, const dd_model *m, const dd_opti
   char tmp[PATH_N + 64];
   snprintf(final, final_n, "%s/ckpt-%010lld.h5", dir, (long long)st->step);
   snprintf(tmp, sizeof tmp, "%s/.ckpt-%010lld.h5.tmp.%d", dir, (long long)st->step, (int)getpid());
-  rc = write_file(tmp, final, m, o, st, config_text);
+  rc = write_file(tmp, final, m, o, st, config_text, vocab, nvocab);
   if (rc == DD_OK)
     rc = dd__h5_commit(tmp, final);
   else
@@ -195,10 +212,16 @@ static int save_root(const char *dir, int keep, const dd_model *m, const dd_opti
 
 int dd_checkpoint_save(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
                        const dd_train_state *st, const char *config_text, char *path_out, size_t path_n) {
+  return dd_checkpoint_save_with_vocab(c, dir, keep, m, o, st, config_text, NULL, 0, path_out, path_n);
+}
+
+int dd_checkpoint_save_with_vocab(dd_comm *c, const char *dir, int keep, const dd_model *m, const dd_optim *o,
+                                  const dd_train_state *st, const char *config_text, const int32_t *vocab,
+                                  int64_t nvocab, char *path_out, size_t path_n) {
   char final[PATH_N + 64] = "";
   int rc = DD_OK;
   if (dd_comm_rank(c) == 0)
-    rc = save_root(dir, keep, m, o, st, config_text, final, sizeof final);
+    rc = save_root(dir, keep, m, o, st, config_text, vocab, nvocab, final, sizeof final);
   rc = dd_comm_bcast_status(c, rc, 0);
   if (rc == DD_OK && path_out) {
     rc = dd_comm_bcast(c, final, sizeof final, 0);
@@ -392,6 +415,42 @@ int dd_checkpoint_config(dd_comm *c, const char *path, char **text, dd_shape *in
   *text = buf;
   if (input)
     *input = shape;
+  return DD_OK;
+}
+
+int dd_checkpoint_vocab(dd_comm *c, const char *path, int32_t **vocab, int64_t *n) {
+  *vocab = NULL;
+  *n = 0;
+  int32_t *v = NULL;
+  int64_t len = 0;
+  int rc = DD_OK;
+  if (dd_comm_rank(c) == 0) {
+    hid_t f;
+    rc = open_ckpt(path, &f);
+    if (rc == DD_OK) {
+      rc = dd__h5_read_i32_vector(f, path, "/vocab", "vocabulary", &len, &v);
+      if (rc == DD_ENOTFOUND)
+        rc = DD_OK;
+      H5Fclose(f);
+    }
+  }
+  rc = dd_comm_bcast_status(c, rc, 0);
+  if (rc == DD_OK)
+    rc = dd_comm_bcast(c, &len, sizeof len, 0);
+  if (rc == DD_OK && len > 0 && !v) {
+    v = dd_alloc((size_t)len, sizeof(int32_t));
+    rc = dd_comm_agree(c, v ? DD_OK : DD_ENOMEM);
+  } else if (rc == DD_OK) {
+    rc = dd_comm_agree(c, DD_OK);
+  }
+  if (rc == DD_OK && len > 0)
+    rc = dd_comm_bcast(c, v, len * 4, 0);
+  if (rc) {
+    dd_free(v);
+    return rc;
+  }
+  *vocab = v;
+  *n = len;
   return DD_OK;
 }
 

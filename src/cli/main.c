@@ -42,8 +42,10 @@ static const char *const usage_main =
     "  train CONFIG [key=value ...]      train the model a YAML config describes\n"
     "  eval CHECKPOINT DATA              loss and accuracy of a checkpoint on a dataset\n"
     "  predict CHECKPOINT DATA --out F   write a checkpoint's predictions to an HDF5 file\n"
+    "  generate CHECKPOINT --prompt S    sample text from a character-level model\n"
     "  data synth --out F                write a learnable synthetic dataset\n"
     "  data import csv|idx ...           convert CSV or MNIST IDX files to a dataset\n"
+    "  data text FILE.txt --out F        a character-level next-character dataset from a text\n"
     "  data inspect FILE                 print the shapes, types and label counts of a file\n"
     "\n"
     "options: --help (also after a command), --version\n";
@@ -76,9 +78,21 @@ static const char *const usage_predict =
     "Run the model in CHECKPOINT on the features of DATA and write FILE.h5 with\n"
     "/output (raw outputs), and for classifiers /probs (softmax) and /pred (class ids).\n";
 
+static const char *const usage_generate =
+    "usage: ddtrain generate CHECKPOINT --prompt TEXT [--length N] [--temperature T] [--seed S]\n"
+    "\n"
+    "Sample text from a character-level model (trained on a 'ddtrain data text' file,\n"
+    "whose vocabulary the checkpoint stores). Prints the prompt and N more characters\n"
+    "(default 200), each drawn from softmax(logits / T) given the last characters up to\n"
+    "the model's sequence length; --temperature 0 takes the most likely one (default 1).\n"
+    "--seed (default 1) picks the random stream: the same seed gives the same text.\n";
+
 static const char *const usage_data =
     "usage: ddtrain data synth --out FILE.h5 [--samples N] [--features D] [--classes K]\n"
     "                          [--regression] [--outputs K] [--noise S] [--seed S] [--image CxHxW]\n"
+    "       ddtrain data synth --out FILE.h5 --seq-len T [--vocab V] [--min-len L] [--per-step]\n"
+    "                          [--classes K] [--samples N] [--seed S]\n"
+    "       ddtrain data text FILE.txt --out FILE.h5 --seq-len T [--stride S] [--vocab F.h5]\n"
     "       ddtrain data import csv FILE.csv --out FILE.h5 [--label COLUMN] [--regression]\n"
     "       ddtrain data import idx IMAGES LABELS --out FILE.h5\n"
     "       ddtrain data inspect FILE.h5\n"
@@ -86,6 +100,13 @@ static const char *const usage_data =
     "synth: a learnable dataset: classification by default (N=60000, D=784, K=10,\n"
     "       noise 0.5), or --regression with K outputs. --image CxHxW draws translated\n"
     "       stroke images instead, stored as N x C x H x W.\n"
+    "       --seq-len T: token sequences x N x T (vocab V=100, lengths L..T, default\n"
+    "       L=T/4, padded with id 0, /lengths), labelled by which of K (default 2) classes'\n"
+    "       words dominate, a word after the 'not' token (id 1) counting against its\n"
+    "       class (sentiment-style); --per-step labels every step with the leader so far.\n"
+    "text: UTF-8 text -> x, y N x T (y = x shifted by one character), windows every\n"
+    "       S characters (default T); the vocabulary (code points) is stored as /vocab.\n"
+    "       --vocab F.h5 reuses F's vocabulary (for a validation text: the same ids).\n"
     "import csv: one sample per row; the label column (name or 0-based index, default\n"
     "       last) holds class ids or class names; a header row is detected.\n"
     "import idx: MNIST-style idx3-ubyte images and idx1-ubyte labels (.gz accepted);\n"
@@ -284,11 +305,11 @@ static int cmd_predict(cli *x, int argc, char **argv) {
 
 /* data subcommands run on rank 0; the others wait for its status */
 static int data_synth(cli *x, int argc, char **argv) {
-  dd_synth_spec s = {.samples = 60000, .features = 784, .classes = 10, .noise = 0.5, .seed = 1};
+  dd_synth_spec s = {.samples = 60000, .features = 784, .classes = 10, .noise = 0.5, .seed = 1, .vocab = 100};
   const char *out = NULL;
   int64_t v;
   int rc = DD_OK;
-  bool outputs_set = false;
+  bool outputs_set = false, classes_set = false, seq_opts = false;
   for (int i = 0; i < argc && rc == DD_OK; i++) {
     const char *a = argv[i], *val;
     if (opt_is(a, "--out")) {
@@ -303,6 +324,25 @@ static int data_synth(cli *x, int argc, char **argv) {
     } else if (opt_is(a, "--classes")) {
       val = opt_value(argc, argv, &i, "--classes");
       rc = parse_int(x, "--classes", val, &s.classes);
+      classes_set = true;
+    } else if (opt_is(a, "--seq-len")) {
+      val = opt_value(argc, argv, &i, "--seq-len");
+      rc = parse_int(x, "--seq-len", val, &s.seq_len);
+      if (rc == DD_OK && s.seq_len < 1)
+        rc = usage_error(x, "%s must be at least 1", "--seq-len");
+    } else if (opt_is(a, "--vocab")) {
+      val = opt_value(argc, argv, &i, "--vocab");
+      rc = parse_int(x, "--vocab", val, &s.vocab);
+      seq_opts = true;
+    } else if (opt_is(a, "--min-len")) {
+      val = opt_value(argc, argv, &i, "--min-len");
+      rc = parse_int(x, "--min-len", val, &s.min_len);
+      seq_opts = true;
+      if (rc == DD_OK && s.min_len < 1)
+        rc = usage_error(x, "%s must be at least 1", "--min-len");
+    } else if (strcmp(a, "--per-step") == 0) {
+      s.per_step = true;
+      seq_opts = true;
     } else if (opt_is(a, "--outputs")) {
       val = opt_value(argc, argv, &i, "--outputs");
       rc = parse_int(x, "--outputs", val, &s.classes);
@@ -331,16 +371,25 @@ static int data_synth(cli *x, int argc, char **argv) {
   }
   if (rc == DD_OK && !out)
     rc = usage_error(x, "%s", "data synth needs --out FILE.h5");
+  if (rc == DD_OK && seq_opts && s.seq_len == 0)
+    rc = usage_error(x, "%s", "--vocab, --min-len and --per-step need --seq-len T (token sequences)");
   if (rc)
     return rc;
   if (s.regression && !outputs_set)
     s.classes = 1;
+  if (s.seq_len > 0 && !classes_set)
+    s.classes = 2;
   if (x->rank == 0) {
     dd_dataset *ds = NULL;
     rc = dd_data_synth(&s, &ds);
     if (rc == DD_OK)
       rc = dd_data_save(ds, out, s.regression ? "ddtrain data synth --regression" : "ddtrain data synth");
-    if (rc == DD_OK) {
+    if (rc == DD_OK && s.seq_len > 0) {
+      printf("wrote %s: %lld sequences, x %lld steps of int32 token ids in [0, %lld) padded with 0, /lengths, y %s "
+             "int32 class ids (%lld classes)\n",
+             out, (long long)ds->n, (long long)s.seq_len, (long long)s.vocab, s.per_step ? "per step" : "per sequence",
+             (long long)s.classes);
+    } else if (rc == DD_OK) {
       char sh[64];
       printf("wrote %s: %lld samples, x %s float32, y %s\n", out, (long long)ds->n,
              dd_shape_str(ds->xshape, sh, sizeof sh), s.regression ? "float32 targets" : "int32 class ids");
@@ -402,6 +451,100 @@ static int data_import(cli *x, int argc, char **argv) {
   return dd_comm_bcast_status(x->c, rc, 0);
 }
 
+static int data_text(cli *x, int argc, char **argv) {
+  const char *txt = NULL, *out = NULL, *vfile = NULL;
+  int64_t T = 0, stride = 0;
+  int rc = DD_OK;
+  for (int i = 0; i < argc && rc == DD_OK; i++) {
+    const char *a = argv[i];
+    if (opt_is(a, "--out")) {
+      if (!(out = opt_value(argc, argv, &i, "--out")))
+        rc = usage_error(x, "%s needs a file name", a);
+    } else if (opt_is(a, "--seq-len")) {
+      rc = parse_int(x, "--seq-len", opt_value(argc, argv, &i, "--seq-len"), &T);
+    } else if (opt_is(a, "--stride")) {
+      rc = parse_int(x, "--stride", opt_value(argc, argv, &i, "--stride"), &stride);
+    } else if (opt_is(a, "--vocab")) {
+      if (!(vfile = opt_value(argc, argv, &i, "--vocab")))
+        rc = usage_error(x, "%s needs a file written by 'ddtrain data text'", a);
+    } else if (a[0] == '-' && a[1] == '-') {
+      rc = usage_error(x, "unknown option '%s' for data text", a);
+    } else if (!txt) {
+      txt = a;
+    } else {
+      rc = usage_error(x, "unexpected argument '%s'", a);
+    }
+  }
+  if (rc == DD_OK && (!txt || !out || T == 0))
+    rc = usage_error(x, "%s", "data text needs FILE.txt, --out FILE.h5 and --seq-len T");
+  if (rc)
+    return rc;
+  if (x->rank == 0) {
+    dd_dataset *ds = NULL;
+    int32_t *vocab = NULL;
+    int64_t nvocab = 0;
+    if (vfile)
+      rc = dd_data_read_vocab(vfile, &vocab, &nvocab);
+    if (rc == DD_OK)
+      rc = dd_data_text(txt, T, stride ? stride : T, vocab, nvocab, &ds);
+    dd_free(vocab);
+    if (rc == DD_OK) {
+      char origin[1200];
+      snprintf(origin, sizeof origin, "ddtrain data text %s --seq-len %lld --stride %lld", txt, (long long)T,
+               (long long)(stride ? stride : T));
+      rc = dd_data_save(ds, out, origin);
+    }
+    if (rc == DD_OK)
+      printf("wrote %s: %lld sequences of %lld characters (x, y = x shifted by one), vocabulary of %lld characters "
+             "(/vocab)\n",
+             out, (long long)ds->n, (long long)T, (long long)ds->nvocab);
+    dd_data_free(ds);
+  }
+  return dd_comm_bcast_status(x->c, rc, 0);
+}
+
+static int cmd_generate(cli *x, int argc, char **argv) {
+  const char *ckpt = NULL, *val;
+  dd_generate_opts o = {.length = 200, .temperature = 1.0, .seed = 1};
+  int64_t v;
+  int rc = DD_OK;
+  for (int i = 0; i < argc && rc == DD_OK; i++) {
+    const char *a = argv[i];
+    if (is_help(a)) {
+      if (x->rank == 0)
+        fputs(usage_generate, stdout);
+      return 1;
+    } else if (opt_is(a, "--prompt")) {
+      if (!(o.prompt = opt_value(argc, argv, &i, "--prompt")))
+        rc = usage_error(x, "%s needs the text to start from", a);
+    } else if (opt_is(a, "--length")) {
+      rc = parse_int(x, "--length", opt_value(argc, argv, &i, "--length"), &o.length);
+      if (rc == DD_OK && o.length < 0)
+        rc = usage_error(x, "%s must be >= 0", "--length");
+    } else if (opt_is(a, "--seed")) {
+      rc = parse_int(x, "--seed", opt_value(argc, argv, &i, "--seed"), &v);
+      o.seed = (uint64_t)v;
+    } else if (opt_is(a, "--temperature")) {
+      val = opt_value(argc, argv, &i, "--temperature");
+      char *end;
+      o.temperature = val ? strtod(val, &end) : -1;
+      if (!val || *end || !(o.temperature >= 0.0) || o.temperature > 1e6)
+        rc = usage_error(x, "%s needs a number >= 0 (0 = always the most likely character)", "--temperature");
+    } else if (a[0] == '-' && a[1] == '-') {
+      rc = usage_error(x, "unknown option '%s' for generate", a);
+    } else if (!ckpt) {
+      ckpt = a;
+    } else {
+      rc = usage_error(x, "unexpected argument '%s'", a);
+    }
+  }
+  if (rc == DD_OK && (!ckpt || !o.prompt))
+    rc = usage_error(x, "%s", "generate needs CHECKPOINT and --prompt TEXT");
+  if (rc)
+    return rc;
+  return dd_generate_run(x->c, ckpt, &o, stdout);
+}
+
 static int cmd_data(cli *x, int argc, char **argv) {
   if (argc < 1 || is_help(argv[0])) {
     if (x->rank == 0)
@@ -418,13 +561,15 @@ static int cmd_data(cli *x, int argc, char **argv) {
     return data_synth(x, argc - 1, argv + 1);
   if (strcmp(argv[0], "import") == 0)
     return data_import(x, argc - 1, argv + 1);
+  if (strcmp(argv[0], "text") == 0)
+    return data_text(x, argc - 1, argv + 1);
   if (strcmp(argv[0], "inspect") == 0) {
     if (argc != 2)
       return usage_error(x, "%s", "data inspect needs one FILE");
     int rc = x->rank == 0 ? dd_data_inspect(argv[1], stdout) : DD_OK;
     return dd_comm_bcast_status(x->c, rc, 0);
   }
-  return usage_error(x, "unknown data command '%s' (synth, import, inspect)", argv[0]);
+  return usage_error(x, "unknown data command '%s' (synth, import, text, inspect)", argv[0]);
 }
 
 int main(int argc, char **argv) {
@@ -455,6 +600,8 @@ int main(int argc, char **argv) {
     rc = cmd_predict(&x, sub_argc, sub_argv);
   else if (strcmp(cmd, "data") == 0)
     rc = cmd_data(&x, sub_argc, sub_argv);
+  else if (strcmp(cmd, "generate") == 0)
+    rc = cmd_generate(&x, sub_argc, sub_argv);
   else
     rc = usage_error(&x, "unknown command '%s'", cmd);
 

@@ -52,6 +52,10 @@ static const field data_fields[] = {
     {"val_fraction", F_F64, OFF(val_fraction), 0, 0, 0.9, "0",
      "hold out this fraction of data.train for validation (when data.val is not set)"},
     {"drop_last", F_BOOL, OFF(drop_last), 0, 0, 0, "false", "skip the last partial global batch of each epoch"},
+    {"lengths", F_STR, STR(lengths), 0, 0, "",
+     "sequences: integer dataset [N] of valid steps per sequence, e.g. /lengths (padding masked out)"},
+    {"pad_id", F_I64, OFF(pad_id), 0, -1, 2147483647, "-1",
+     "sequences: token id that pads; a sequence ends after its last other token (-1 = no padding)"},
 };
 /* "auto" = the optimizer's PyTorch default; keys of other optimizers are errors (optim.c) */
 static const field optim_fields[] = {
@@ -222,7 +226,7 @@ static int parse_bool(const char *s, bool *v) {
 }
 
 static const char *const loss_names[] = {"cross_entropy", "mse"};
-static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform"};
+static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform", "normal"};
 
 /* Parse a shape: a YAML list of positive ints, or "1x28x28". */
 static int parse_shape(const dd_cnode *n, dd_shape *s, char *err, int errlen) {
@@ -319,9 +323,9 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
       if (strcmp(v->value, init_names[i]) == 0)
         found = i;
     if (found < 0)
-      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform");
-    static const int map[] = {DD_INIT_AUTO, DD_INIT_HE,  DD_INIT_XAVIER,
-                              DD_INIT_ZERO, DD_INIT_ONE, DD_INIT_UNIFORM_FANIN};
+      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform, normal");
+    static const int map[] = {DD_INIT_AUTO,          DD_INIT_HE,    DD_INIT_XAVIER, DD_INIT_ZERO, DD_INIT_ONE,
+                              DD_INIT_UNIFORM_FANIN, DD_INIT_NORMAL};
     s->init = map[found];
     break;
   }

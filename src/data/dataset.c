@@ -12,6 +12,8 @@ typedef struct load_header {
   dd_shape xshape, yshape;
   int ykind;
   int64_t nclasses;
+  bool tokens;
+  int64_t nvocab;
 } load_header;
 
 void dd_data_free(dd_dataset *ds) {
@@ -21,6 +23,8 @@ void dd_data_free(dd_dataset *ds) {
   dd_free(ds->yc);
   dd_free(ds->yf);
   dd_free(ds->class_names);
+  dd_free(ds->lengths);
+  dd_free(ds->vocab);
   dd_free(ds);
 }
 
@@ -167,6 +171,15 @@ static int read_on_root(dd_dataset *ds, const char *key, load_header *h) {
         goto out;
       }
   }
+  /* the vocabulary of a `data text` file (code point of every token id) */
+  ds->tokens = cx == H5T_INTEGER;
+  rc = dd__h5_read_i32_vector(f, ds->path, "/vocab", "vocabulary", &ds->nvocab, &ds->vocab);
+  if (rc == DD_ENOTFOUND)
+    rc = DD_OK;
+  if (rc)
+    goto out;
+  h->tokens = ds->tokens;
+  h->nvocab = ds->nvocab;
   h->n = ds->n;
   h->xshape = ds->xshape;
   h->yshape = ds->yshape;
@@ -212,12 +225,16 @@ int dd_data_load(dd_comm *c, const char *path, const char *xname, const char *yn
       ds->ysize = dd_shape_size(h.yshape);
       ds->ykind = h.ykind;
       ds->nclasses = h.nclasses;
+      ds->tokens = h.tokens;
+      ds->nvocab = h.nvocab;
+      if (ds->nvocab)
+        ds->vocab = dd_alloc((size_t)ds->nvocab, sizeof(int32_t));
       ds->x = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(float));
       if (ds->ykind == DD_LABELS_CLASS)
         ds->yc = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(int32_t));
       else if (ds->ykind == DD_LABELS_FLOAT)
         ds->yf = dd_alloc((size_t)(ds->n * ds->ysize), sizeof(float));
-      mine = ds->x && (!ds->ykind || ds->yc || ds->yf) ? DD_OK : DD_ENOMEM;
+      mine = ds->x && (!ds->ykind || ds->yc || ds->yf) && (!ds->nvocab || ds->vocab) ? DD_OK : DD_ENOMEM;
     }
     rc = dd_comm_agree(c, mine);
   }
@@ -225,6 +242,8 @@ int dd_data_load(dd_comm *c, const char *path, const char *xname, const char *yn
     rc = dd_comm_bcast(c, ds->x, ds->n * ds->xsize * (int64_t)sizeof(float), root);
   if (rc == DD_OK && ds->ykind)
     rc = dd_comm_bcast(c, ds->yc ? (void *)ds->yc : (void *)ds->yf, ds->n * ds->ysize * 4, root);
+  if (rc == DD_OK && ds->nvocab)
+    rc = dd_comm_bcast(c, ds->vocab, ds->nvocab * 4, root);
   if (rc) {
     dd_data_free(ds);
     return rc;

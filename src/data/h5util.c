@@ -211,3 +211,40 @@ int dd__h5_read_attr_i64(hid_t obj, const char *name, int64_t *value) {
   H5Aclose(a);
   return rc;
 }
+
+int dd__h5_read_i32_vector(hid_t f, const char *path, const char *name, const char *role, int64_t *n, int32_t **out) {
+  *out = NULL;
+  *n = 0;
+  if (H5Lexists(f, name, H5P_DEFAULT) <= 0)
+    return DD_ENOTFOUND;
+  hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+  if (ds < 0)
+    return DD_H5_FAIL("H5Dopen", path);
+  hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+  const H5T_class_t cls = H5Tget_class(t);
+  const int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t dim = 0;
+  if (nd == 1)
+    H5Sget_simple_extent_dims(sp, &dim, NULL);
+  H5Tclose(t);
+  H5Sclose(sp);
+  int rc = DD_OK;
+  if (cls != H5T_INTEGER || nd != 1)
+    rc = dd_error(DD_EDATA, "'%s':%s (%s) must be a 1-D integer dataset; it has %d dimension(s) of %s", path, name,
+                  role, nd, dd__h5_class_name(cls));
+  if (rc == DD_OK) {
+    *out = dd_alloc(dim ? (size_t)dim : 1, sizeof(int32_t));
+    if (!*out)
+      rc = DD_ENOMEM;
+    else if (dim && H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0)
+      rc = DD_H5_FAIL(name, path);
+  }
+  H5Dclose(ds);
+  if (rc) {
+    dd_free(*out);
+    *out = NULL;
+    return rc;
+  }
+  *n = (int64_t)dim;
+  return DD_OK;
+}

@@ -42,5 +42,9 @@ int dd__h5_attr_str(hid_t obj, const char *name, const char *value);
 int dd__h5_attr_i64(hid_t obj, const char *name, int64_t value);
 int dd__h5_read_attr_str(hid_t obj, const char *name, char *buf, size_t n);
 int dd__h5_read_attr_i64(hid_t obj, const char *name, int64_t *value);
+/* Read the 1-D integer dataset `name` of an open file into *out ([*n],
+ * owned by the caller). DD_ENOTFOUND (no message) if it does not exist;
+ * other failures name path, name and role. */
+int dd__h5_read_i32_vector(hid_t f, const char *path, const char *name, const char *role, int64_t *n, int32_t **out);
 
 #endif

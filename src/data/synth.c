@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ddtrain/data.h"
+#include "sequence.h"
 
 #define LATENT 16 /* classes live on a low-dimensional manifold */
 #define PROTOS 3  /* clusters per class: not linearly separable */
@@ -163,7 +164,7 @@ int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
   *out = NULL;
   if (s->samples < 1)
     return dd_error(DD_EINVAL, "--samples must be at least 1, got %lld", (long long)s->samples);
-  if (s->image.ndim != 3 && s->features < 1)
+  if (s->image.ndim != 3 && s->seq_len <= 0 && s->features < 1)
     return dd_error(DD_EINVAL, "--features must be at least 1, got %lld", (long long)s->features);
   if (s->classes < (s->regression ? 1 : 2))
     return dd_error(DD_EINVAL, "%s must be at least %d, got %lld", s->regression ? "--outputs" : "--classes",
@@ -172,6 +173,10 @@ int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
     return dd_error(DD_EINVAL, "--classes %lld is too many (at most 100000)", (long long)s->classes);
   if (!(s->noise >= 0.0))
     return dd_error(DD_EINVAL, "--noise must be >= 0, got %g", s->noise);
+  if (s->seq_len > 0 && !s->regression)
+    return dd__data_synth_seq(s, out);
+  if (s->seq_len > 0)
+    return dd_error(DD_EINVAL, "--seq-len makes classification sequences; drop --regression");
   dd_dataset *ds = NULL;
   int rc = alloc_ds(s, &ds);
   float *a = NULL, *b = NULL;

@@ -56,8 +56,9 @@ int dd_data_write(const char *path, const dd_array *arrays, int narrays, const d
 }
 
 int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
-  dd_array a[2];
+  dd_array a[4];
   memset(a, 0, sizeof a);
+  int na = 2;
   a[0].name = "/x";
   a[0].type = DD_F32;
   a[0].ndim = 1 + ds->xshape.ndim;
@@ -65,6 +66,16 @@ int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
   for (int i = 0; i < ds->xshape.ndim; i++)
     a[0].dims[i + 1] = ds->xshape.d[i];
   a[0].data = ds->x;
+  int32_t *ids = NULL;
+  if (ds->tokens) { /* token ids go back to the file as integers */
+    ids = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(int32_t));
+    if (!ids)
+      return DD_ENOMEM;
+    for (int64_t i = 0; i < ds->n * ds->xsize; i++)
+      ids[i] = (int32_t)ds->x[i];
+    a[0].type = DD_I32;
+    a[0].data = ids;
+  }
   a[1].name = "/y";
   a[1].type = ds->ykind == DD_LABELS_CLASS ? DD_I32 : DD_F32;
   a[1].ndim = 1 + ds->yshape.ndim;
@@ -72,6 +83,10 @@ int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
   for (int i = 0; i < ds->yshape.ndim; i++)
     a[1].dims[i + 1] = ds->yshape.d[i];
   a[1].data = ds->yc ? (const void *)ds->yc : (const void *)ds->yf;
+  if (ds->lengths)
+    a[na++] = (dd_array){.name = "/lengths", .type = DD_I32, .ndim = 1, .dims = {ds->n}, .data = ds->lengths};
+  if (ds->vocab)
+    a[na++] = (dd_array){.name = "/vocab", .type = DD_I32, .ndim = 1, .dims = {ds->nvocab}, .data = ds->vocab};
   dd_attr at[3];
   int nat = 0;
   at[nat++] = (dd_attr){"origin", origin ? origin : "ddtrain", 0};
@@ -79,7 +94,9 @@ int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
     at[nat++] = (dd_attr){"num_classes", NULL, ds->nclasses};
   if (ds->class_names)
     at[nat++] = (dd_attr){"class_names", ds->class_names, 0};
-  return dd_data_write(path, a, 2, at, nat);
+  int rc = dd_data_write(path, a, na, at, nat);
+  dd_free(ids);
+  return rc;
 }
 
 /* ---- inspect ----------------------------------------------------------- */
@@ -181,6 +198,25 @@ static void describe_values(FILE *out, hid_t ds, H5T_class_t c, hsize_t total) {
   }
 }
 
+/* A `data text` vocabulary: the characters of the token ids, in id order. */
+static void print_vocab(FILE *out, hid_t ds, hsize_t total) {
+  if (total == 0 || total > ((hsize_t)1 << 24))
+    return;
+  int32_t *v = dd_alloc((size_t)total, sizeof(int32_t));
+  if (v && H5Dread(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
+    fprintf(out, "      vocabulary (%llu characters, id: character):", (unsigned long long)total);
+    for (hsize_t i = 0; i < total; i++) {
+      char c[16];
+      dd_char_label(v[i], c, sizeof c);
+      if (i % 16 == 0)
+        fprintf(out, "\n       ");
+      fprintf(out, " %llu:%s", (unsigned long long)i, c);
+    }
+    fprintf(out, "\n");
+  }
+  dd_free(v);
+}
+
 static herr_t visit(hid_t obj, const char *name, const dd_h5o_info *info, void *data) {
   inspect_ctx *ctx = data;
   if (info->type != H5O_TYPE_DATASET)
@@ -206,7 +242,10 @@ static herr_t visit(hid_t obj, const char *name, const dd_h5o_info *info, void *
   }
   type_name(t, tn, sizeof tn);
   fprintf(ctx->out, "  /%-28s %-24s %s\n", name, shape, tn);
-  describe_values(ctx->out, ds, H5Tget_class(t), total);
+  if (strcmp(name, "vocab") == 0 && nd == 1 && H5Tget_class(t) == H5T_INTEGER)
+    print_vocab(ctx->out, ds, total);
+  else
+    describe_values(ctx->out, ds, H5Tget_class(t), total);
   print_attrs(ctx->out, ds, "      ");
   H5Tclose(t);
   H5Sclose(sp);

@@ -1,4 +1,4 @@
-/* Dense (fully connected) layer: y = x W^T + b, W is [out, in] as in PyTorch. */
+/* Dense (fully connected) layer: y = x W^T + b, W is [out, in] as in PyTorch; per step on [T, D] inputs. */
 #include <string.h>
 
 #include "ddtrain/layers.h"
@@ -29,14 +29,27 @@ void dd_dense_backward(float *dx, float *dW, float *db, const float *dy, const f
     dd_tensor_gemm(false, false, B, D, K, 1.0f, dy, K, W, D, 0.0f, dx, D);
 }
 
+/* Rows per sample: a sequence [T, D] is T rows (one output per step, like
+ * torch.nn.Linear on the last dimension); anything else is flattened. */
+static int64_t dense_rows(const dd_layer *l) {
+  return l->in.ndim == 2 ? l->in.d[0] : 1;
+}
+
 static int dense_setup(dd_layer *l) {
   if (l->spec.units <= 0)
     return dd__layer_error(l, "needs 'units' (number of outputs), e.g. {type: dense, units: 128}");
-  int64_t D = l->in_size, K = l->spec.units;
-  if (D > 0x7fffffff || K > 0x7fffffff)
+  const int64_t rows = dense_rows(l);
+  int64_t D = l->in_size / rows, K = l->spec.units;
+  if (D > 0x7fffffff || K > 0x7fffffff || rows * l->max_batch > 0x7fffffff)
     return dd__layer_error(l, "%lld x %lld weights exceed the 2^31 BLAS limit", (long long)K, (long long)D);
-  l->out.ndim = 1;
-  l->out.d[0] = K;
+  if (l->in.ndim == 2) {
+    l->out.ndim = 2;
+    l->out.d[0] = rows;
+    l->out.d[1] = K;
+  } else {
+    l->out.ndim = 1;
+    l->out.d[0] = K;
+  }
   int64_t wd[2] = {K, D};
   if (!dd_layer_declare(l, false, "weight", 2, wd, l->spec.init, D, K))
     return dd__layer_error(l, "too many tensors");
@@ -49,22 +62,24 @@ static int dense_setup(dd_layer *l) {
 }
 
 static int dense_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
-  dd_dense_forward(y, x, l->param[0].data, l->nparam > 1 ? l->param[1].data : NULL, p->B, (int)l->in_size,
-                   (int)l->out_size);
+  const int64_t rows = dense_rows(l);
+  dd_dense_forward(y, x, l->param[0].data, l->nparam > 1 ? l->param[1].data : NULL, (int)(p->B * rows),
+                   (int)(l->in_size / rows), (int)l->spec.units);
   return DD_OK;
 }
 
 static int dense_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy, float *dx) {
   (void)y;
-  dd_dense_backward(dx, l->param[0].grad, l->nparam > 1 ? l->param[1].grad : NULL, dy, x, l->param[0].data, p->B,
-                    (int)l->in_size, (int)l->out_size);
+  const int64_t rows = dense_rows(l);
+  dd_dense_backward(dx, l->param[0].grad, l->nparam > 1 ? l->param[1].grad : NULL, dy, x, l->param[0].data,
+                    (int)(p->B * rows), (int)(l->in_size / rows), (int)l->spec.units);
   return DD_OK;
 }
 
 const dd_layer_kind dd__layer_dense = {
     .name = "dense",
     .keys = "units,init,bias",
-    .doc = "fully connected: y = x W^T + b; W [units, in], b [units]",
+    .doc = "fully connected: y = x W^T + b; W [units, in], b [units]; on [T, D] per step -> [T, units]",
     .setup = dense_setup,
     .forward = dense_forward,
     .backward = dense_backward,

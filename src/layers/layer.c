@@ -10,6 +10,8 @@ extern const dd_layer_kind dd__layer_dense, dd__layer_relu, dd__layer_tanh, dd__
 /* image layers */
 extern const dd_layer_kind dd__layer_conv2d, dd__layer_maxpool2d, dd__layer_avgpool2d, dd__layer_global_avgpool,
     dd__layer_dropout, dd__layer_batchnorm;
+/* sequence layers */
+extern const dd_layer_kind dd__layer_embedding, dd__layer_rnn, dd__layer_lstm, dd__layer_gru, dd__layer_layernorm;
 
 const dd_layer_kind *const dd_layer_kinds[] = {
     &dd__layer_dense,
@@ -24,6 +26,12 @@ const dd_layer_kind *const dd_layer_kinds[] = {
     &dd__layer_global_avgpool,
     &dd__layer_dropout,
     &dd__layer_batchnorm,
+    /* sequence layers */
+    &dd__layer_embedding,
+    &dd__layer_rnn,
+    &dd__layer_lstm,
+    &dd__layer_gru,
+    &dd__layer_layernorm,
     NULL,
 };
 

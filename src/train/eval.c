@@ -98,6 +98,10 @@ int dd_predict_run(dd_comm *c, const char *ckpt, const char *data, const char *x
           for (int64_t k = 0; k < K; k++)
             p[k] = (float)(exp((double)(z[k] - z[arg])) / sum);
           pred[r] = arg;
+          /* padding steps of a sequence have no prediction */
+          const int64_t T = m->out_rows;
+          if (T > 1 && ds->lengths && r % T >= ds->lengths[r / T])
+            pred[r] = -1;
         }
         arr[narr] = arr[0];
         arr[narr].name = "/probs";

@@ -76,25 +76,66 @@ int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *
   return DD_OK;
 }
 
+int dd__check_tokens(const dd_model *m, const dd_dataset *ds, const char *role) {
+  const dd_layer *l = &m->layers[0];
+  if (strcmp(l->kind->name, "embedding") != 0)
+    return DD_OK;
+  const int64_t V = l->spec.vocab, T = ds->xsize;
+  int64_t bad = -1, maxid = -1;
+  for (int64_t i = 0; i < ds->n; i++) {
+    const int64_t len = ds->lengths ? ds->lengths[i] : T;
+    for (int64_t t = 0; t < len; t++) {
+      const float v = ds->x[i * T + t];
+      if (!(v >= 0.0f) || v != floorf(v)) {
+        char sh[64];
+        return dd_error(DD_EDATA,
+                        "%s '%s':%s[%lld] step %lld holds %g, not a token id; the first layer (embedding) needs "
+                        "integer ids in [0, %lld): store x %s as integers",
+                        role, ds->path, ds->xname, (long long)i, (long long)t, (double)v, (long long)V,
+                        dd_shape_str(ds->xshape, sh, sizeof sh));
+      }
+      if (v >= (float)V && bad < 0)
+        bad = i * T + t;
+      if (v > (float)maxid)
+        maxid = v < 9e18f ? (int64_t)v : INT64_MAX;
+    }
+  }
+  if (bad >= 0)
+    return dd_error(DD_EDATA,
+                    "%s '%s':%s[%lld] step %lld holds token id %.0f, outside [0, %lld) of the embedding; raise "
+                    "model.layers.0.vocab to at least %lld (the largest id in the data + 1) or fix the data",
+                    role, ds->path, ds->xname, (long long)(bad / T), (long long)(bad % T), (double)ds->x[bad],
+                    (long long)V, (long long)maxid + 1);
+  return DD_OK;
+}
+
 int dd__evaluate(dd_comm *c, dd_model *m, const dd_split *s, void *ybuf, int64_t *pos, float *out, dd_loss_sums *sums) {
   int64_t lo, hi;
   dd_sampler_shard(s->n, dd_comm_size(c), dd_comm_rank(c), &lo, &hi);
   dd_loss_sums local = {0};
   const bool has_y = ybuf != NULL;
+  /* sequence lengths: once per evaluation, not per batch */
+  int32_t *len = s->ds->lengths ? dd_alloc((size_t)m->max_batch, sizeof(int32_t)) : NULL;
+  if (s->ds->lengths && !len)
+    return DD_ENOMEM;
   for (int64_t start = lo; start < hi; start += m->max_batch) {
     int n = (int)(hi - start < m->max_batch ? hi - start : m->max_batch);
     for (int i = 0; i < n; i++)
       pos[i] = start + i;
     dd_data_gather(s, pos, n, m->acts[0], has_y ? ybuf : NULL);
-    dd_pass p = {.B = n, .B_global = s->n, .sample0 = start, .train = false};
+    dd_pass p = {
+        .B = n, .B_global = s->n, .sample0 = start, .train = false, .lengths = dd_data_gather_lengths(s, pos, n, len)};
     int rc = dd_model_forward(m, &p);
-    if (rc)
+    if (rc) {
+      dd_free(len);
       return rc;
+    }
     if (has_y)
       dd_model_loss(m, &p, ybuf, false, &local);
     if (out)
       memcpy(out + (start - lo) * m->out_size, m->acts[m->nlayers], sizeof(float) * (size_t)((int64_t)n * m->out_size));
   }
+  dd_free(len);
   double v[3] = {local.loss, local.count, local.correct};
   int rc = dd_comm_allreduce_f64(c, v, 3);
   if (rc)
@@ -105,8 +146,7 @@ int dd__evaluate(dd_comm *c, dd_model *m, const dd_split *s, void *ybuf, int64_t
   return DD_OK;
 }
 
-int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch,
-                             dd_config **cfg, dd_model **m) {
+int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch, dd_config **cfg, dd_model **m) {
   *cfg = NULL;
   *m = NULL;
   char *text = NULL;
@@ -137,7 +177,11 @@ int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, co
   const char *yn = yname ? yname : (*cfg)->y;
   rc = dd_data_load(c, data, xn, need_labels ? yn : NULL, "the data argument", ds);
   if (rc == DD_OK)
+    rc = dd_data_set_lengths(c, *ds, (*cfg)->lengths, (*cfg)->pad_id, "data");
+  if (rc == DD_OK)
     rc = dd__check_input(*m, *cfg, *ds, "data");
+  if (rc == DD_OK)
+    rc = dd__check_tokens(*m, *ds, "data");
   if (rc == DD_OK && (*ds)->ykind)
     rc = dd__check_labels(*m, *cfg, *ds, "data");
   return rc;

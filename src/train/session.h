@@ -19,6 +19,10 @@ int dd__input_shape(const dd_config *cfg, const dd_dataset *ds, dd_shape *s);
 int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *ds, const char *role);
 /* Input shape of ds fits the model. */
 int dd__check_input(const dd_model *m, const dd_config *cfg, const dd_dataset *ds, const char *role);
+/* Token ids of ds fit the model's first layer if it is an embedding:
+ * integers in [0, vocab) at every valid step (one-line error naming the
+ * sample and the fix otherwise). */
+int dd__check_tokens(const dd_model *m, const dd_dataset *ds, const char *role);
 /* Bytes per sample of labels. */
 size_t dd__label_bytes(const dd_dataset *ds);
 

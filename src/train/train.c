@@ -29,6 +29,7 @@ typedef struct run {
   dd_train_state st;
   int64_t *perm, *pos;
   void *ybuf;
+  int32_t *lenbuf; /* [micro batch] sequence lengths */
   int64_t steps_per_epoch;
   int threads;
   double t0;
@@ -106,10 +107,14 @@ static int load_data(run *r) {
   if (cfg->val[0] && cfg->val_fraction > 0)
     return dd_error(DD_ECONFIG, "%s: set either data.val or data.val_fraction, not both", cfg->source);
   int rc = dd_data_load(r->c, cfg->train, cfg->x, cfg->y, "data.train", &r->train_ds);
+  if (rc == DD_OK)
+    rc = dd_data_set_lengths(r->c, r->train_ds, cfg->lengths, cfg->pad_id, "data.train");
   if (rc)
     return rc;
   if (cfg->val[0]) {
     rc = dd_data_load(r->c, cfg->val, cfg->x, cfg->y, "data.val", &r->val_ds);
+    if (rc == DD_OK)
+      rc = dd_data_set_lengths(r->c, r->val_ds, cfg->lengths, cfg->pad_id, "data.val");
     if (rc)
       return rc;
     dd_split_all(r->train_ds, &r->tr);
@@ -160,6 +165,10 @@ static int setup(run *r) {
     rc = dd_model_build(&spec, (int)micro_max, DD__TAIL_N, &r->m);
   if (rc == DD_OK)
     rc = dd__check_labels(r->m, cfg, r->train_ds, "data.train");
+  if (rc == DD_OK)
+    rc = dd__check_tokens(r->m, r->train_ds, "data.train");
+  if (rc == DD_OK && r->val_ds)
+    rc = dd__check_tokens(r->m, r->val_ds, "data.val");
   if (rc == DD_OK && r->val_ds)
     rc = dd__check_input(r->m, cfg, r->val_ds, "data.val");
   if (rc == DD_OK && r->val_ds)
@@ -175,7 +184,8 @@ static int setup(run *r) {
   r->perm = dd_alloc((size_t)r->tr.n, sizeof(int64_t));
   r->pos = dd_alloc((size_t)micro_max, sizeof(int64_t));
   r->ybuf = dd_alloc((size_t)micro_max, dd__label_bytes(r->train_ds));
-  if (!r->perm || !r->pos || !r->ybuf)
+  r->lenbuf = dd_alloc((size_t)micro_max, sizeof(int32_t));
+  if (!r->perm || !r->pos || !r->ybuf || !r->lenbuf)
     return DD_ENOMEM;
   return DD_OK;
 }
@@ -326,8 +336,9 @@ static int save(run *r) {
   if (!r->cfg->ckpt_dir[0])
     return DD_OK;
   r->st.nranks = r->P;
-  int rc = dd_checkpoint_save(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st, r->cfg->text,
-                              r->last_ckpt, sizeof r->last_ckpt);
+  int rc =
+      dd_checkpoint_save_with_vocab(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st, r->cfg->text,
+                                    r->train_ds->vocab, r->train_ds->nvocab, r->last_ckpt, sizeof r->last_ckpt);
   if (rc == DD_OK && r->metrics) {
     fprintf(r->metrics, "{\"event\": \"checkpoint\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
             (long long)r->st.epoch);
@@ -362,6 +373,7 @@ static int micro_step(run *r, const int64_t *gpos, int64_t gsize, int64_t lo, in
                .seed = r->st.seed,
                .step = r->st.step,
                .micro = j,
+               .lengths = dd_data_gather_lengths(&r->tr, gpos + lo + mlo, n, r->lenbuf),
                .allreduce = dd_comm_allreduce_cb,
                .allreduce_ctx = r->c};
   int rc = dd_model_forward(m, &p);
@@ -637,6 +649,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
   dd_free(r.perm);
   dd_free(r.pos);
   dd_free(r.ybuf);
+  dd_free(r.lenbuf);
   dd_optim_free(r.opt);
   dd_model_free(r.m);
   dd_split_free(&r.tr);

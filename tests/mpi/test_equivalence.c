@@ -113,6 +113,28 @@ static const eq_case cases[] = {
      0,
      1e-5,
      NULL},
+    /* sequences: a per-step LSTM model on variable-length data (lengths
+     * dataset), uneven shares; a many-to-one GRU -> RNN classifier with a pad id */
+    {"lstm-per-step-lengths",
+     "model: {layers: [{type: embedding, vocab: 20, dim: 6}, {type: lstm, hidden: 8, sequences: true}, "
+     "{type: dense, units: 3}]}\n"
+     "data: {lengths: /lengths}\n"
+     "optim: {name: sgd, lr: 0.1, momentum: 0.9}\n"
+     "train: {batch_size: 11, epochs: 2, seed: 5}\n",
+     {.samples = 50, .seq_len = 7, .vocab = 20, .classes = 3, .min_len = 2, .per_step = true, .seed = 1},
+     0,
+     1e-5,
+     NULL},
+    {"gru-rnn-many-to-one-pad",
+     "model: {layers: [{type: embedding, vocab: 16, dim: 5}, {type: gru, hidden: 6, sequences: true}, layernorm, "
+     "{type: rnn, hidden: 5}, {type: dense, units: 2}]}\n"
+     "data: {pad_id: 0}\n"
+     "optim: {name: adam, lr: 0.01}\n"
+     "train: {batch_size: 10, epochs: 2, seed: 6, accum_steps: 2}\n",
+     {.samples = 45, .seq_len = 9, .vocab = 16, .classes = 2, .min_len = 3, .seed = 2},
+     0,
+     1e-5,
+     NULL},
 };
 
 static void run_case(const eq_case *k) {

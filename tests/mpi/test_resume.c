@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "ddtrain/checkpoint.h"
 #include "trainutil.h"
 
 DD_TEST_GLOBALS;
@@ -89,6 +90,16 @@ static const rs_case cases[] = {
      "train: {batch_size: 10, epochs: 3, seed: 27}\n"
      "checkpoint: {every_steps: 2, keep: 2}\n",
      {.samples = 83, .classes = 4, .noise = 0.4, .seed = 10, .image = {3, {1, 6, 6}}},
+     11},
+    /* a per-step LSTM on variable-length sequences */
+    {"lstm-per-step-adam",
+     "model: {layers: [{type: embedding, vocab: 24, dim: 6}, {type: lstm, hidden: 10, sequences: true}, "
+     "{type: dense, units: 3}]}\n"
+     "data: {val_fraction: 0.1, lengths: /lengths}\n"
+     "optim: {name: adam, lr: 0.01, clip_norm: 1.0}\n"
+     "train: {batch_size: 10, epochs: 3, seed: 27}\n"
+     "checkpoint: {every_steps: 2, keep: 2}\n",
+     {.samples = 83, .seq_len = 8, .vocab = 24, .classes = 3, .min_len = 2, .per_step = true, .seed = 10},
      11},
 };
 
@@ -178,6 +189,61 @@ static void resumed_equals_uninterrupted(void) {
     run_case(&cases[i]);
 }
 
+/* A character LSTM trained on a `data text` file: its checkpoint carries
+ * the vocabulary, rebuilds the same model and evaluates to the validation
+ * loss the run reported. */
+static void lstm_text_checkpoint_round_trip(void) {
+  char base[1024], txt[1100], data[1100], ov_data[1200], ov_val[1200], ov_dir[1200];
+  snprintf(base, sizeof base, "%s/text", scratch);
+  tu_fresh_dir(world, base);
+  snprintf(txt, sizeof txt, "%s/corpus.txt", base);
+  snprintf(data, sizeof data, "%s/text.h5", base);
+  int rc = DD_OK;
+  int64_t nvocab = 0;
+  int32_t vocab[64];
+  if (dd_comm_rank(world) == 0) {
+    FILE *f = fopen(txt, "w");
+    for (int i = 0; f && i < 300; i++) /* é: a two-byte character */
+      fprintf(f, "%s", i % 3 ? "the cat sat on the mat. " : "caf\u00e9 au lait!\n");
+    if (f)
+      fclose(f);
+    dd_dataset *ds = NULL;
+    rc = dd_data_text(txt, 16, 5, NULL, 0, &ds);
+    if (rc == DD_OK) {
+      nvocab = ds->nvocab;
+      memcpy(vocab, ds->vocab, sizeof(int32_t) * (size_t)(nvocab < 64 ? nvocab : 64));
+      rc = dd_data_save(ds, data, "test");
+    }
+    dd_data_free(ds);
+  }
+  CHECK_OK(dd_comm_bcast_status(world, rc, 0));
+  dd_comm_bcast(world, &nvocab, sizeof nvocab, 0);
+  dd_comm_bcast(world, vocab, sizeof vocab, 0);
+  CHECK(nvocab > 10 && nvocab < 64);
+  const char *yaml = "model: {layers: [{type: embedding, vocab: 30, dim: 8}, {type: lstm, hidden: 16, sequences: "
+                     "true}, {type: dense, units: 30}]}\n"
+                     "optim: {name: adam, lr: 0.01}\n"
+                     "train: {batch_size: 16, epochs: 2, seed: 3}\n";
+  snprintf(ov_data, sizeof ov_data, "data.train=%s", data);
+  snprintf(ov_val, sizeof ov_val, "data.val=%s", data);
+  snprintf(ov_dir, sizeof ov_dir, "checkpoint.dir=%s/run", base);
+  char *ov[] = {ov_data, ov_val, ov_dir};
+  dd_train_result res;
+  CHECK_OK(tu_train(world, yaml, 3, ov, NULL, &res));
+  int32_t *v = NULL;
+  int64_t n = 0;
+  CHECK_OK(dd_checkpoint_vocab(world, res.last_checkpoint, &v, &n));
+  CHECK_INT(n, nvocab);
+  if (v && n == nvocab)
+    CHECK(memcmp(v, vocab, sizeof(int32_t) * (size_t)n) == 0);
+  CHECK(n > 0 && v && v[n - 1] == 0xe9); /* the largest code point, last */
+  dd_free(v);
+  dd_eval_result ev;
+  CHECK_OK(dd_eval_run(world, res.last_checkpoint, data, NULL, NULL, &ev));
+  CHECK_NEAR(ev.loss, res.val_loss, 1e-6);
+  CHECK(res.val_loss < log(nvocab)); /* it learnt something */
+}
+
 static void fresh_run_refuses_old_checkpoints(void) {
   /* the run directory of the first case holds checkpoints: a fresh run must
    * refuse to mix with them, and say how to continue */
@@ -200,6 +266,7 @@ int main(int argc, char **argv) {
     return 2;
   scratch = argv[1];
   RUN(resumed_equals_uninterrupted);
+  RUN(lstm_text_checkpoint_round_trip);
   RUN(fresh_run_refuses_old_checkpoints);
   int f = tu_total_failures(world);
   dd_comm_finalize(world);

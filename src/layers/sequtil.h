@@ -1,0 +1,47 @@
+/* Internal to the sequence layers: valid steps of a sequence, and branch-free tanh/sigmoid that vectorise. */
+#ifndef DDTRAIN_LAYERS_SEQUTIL_H
+#define DDTRAIN_LAYERS_SEQUTIL_H
+
+#include <math.h>
+
+#include "ddtrain/layers.h"
+
+/* Valid steps of sample b of the pass: its length clamped to [0, T], or T
+ * without lengths. */
+static inline int64_t dd__valid_steps(const dd_pass *p, int b, int64_t T) {
+  if (!p->lengths)
+    return T;
+  const int64_t n = p->lengths[b];
+  return n < 0 ? 0 : (n > T ? T : n);
+}
+
+/* tanh as x p(x^2) / q(x^2) on [-8, 8] (the rational approximation Eigen
+ * and TensorFlow use; |error| <= 3.5e-7 against double tanh), x itself for
+ * |x| < 4e-4. Selects instead of branches, so loops over it vectorise; NaN
+ * propagates. */
+static inline float dd__tanh(float x) {
+  const float c = 7.99881172180175781f;
+  float xc = x > c ? c : x;
+  xc = xc < -c ? -c : xc;
+  const float x2 = xc * xc;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 - 8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  const float r = xc * p / q;
+  return fabsf(x) < 0.0004f ? x : r;
+}
+
+/* sigmoid(x) = (1 + tanh(x / 2)) / 2: absolute error <= 2e-7. */
+static inline float dd__sigmoid(float x) {
+  return 0.5f + 0.5f * dd__tanh(0.5f * x);
+}
+
+#endif
