@@ -47,8 +47,12 @@ int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *
                       role, ds->path, ds->yname);
     if (ds->ysize != m->out_rows)
       return dd_error(DD_EDATA,
-                      "%s '%s':%s has %lld label(s) per sample but the model outputs %lld row(s) of %lld classes", role,
-                      ds->path, ds->yname, (long long)ds->ysize, (long long)m->out_rows, (long long)m->classes);
+                      "%s '%s':%s has %lld label(s) per sample but the model outputs %lld row(s) of %lld classes%s",
+                      role, ds->path, ds->yname, (long long)ds->ysize, (long long)m->out_rows, (long long)m->classes,
+                      ds->ysize == 1 && m->out_rows > 1
+                          ? " (a dense layer acts per row on a 2-D [T, D] input: add {type: flatten} before it to "
+                            "classify the whole sample)"
+                          : "");
     if (ds->nclasses > m->classes) {
       int64_t total = ds->n * ds->ysize;
       for (int64_t i = 0; i < total; i++)

@@ -42,6 +42,9 @@ expect_error "lengths and pad_id both" 0 1 "set either data.lengths or data.pad_
 expect_error "a sequence of padding only" 0 1 "'allpad.h5':/x[4] holds only padding (data.pad_id = 0)" train small.yaml data.train=allpad.h5 data.pad_id=0
 "$DDTRAIN" data synth --out img.h5 --samples 40 --image 1x2x3 --classes 2 >/dev/null || fail "synth images"
 expect_error "pad_id on non-sequence data" 0 1 "data.train 'img.h5':/x holds 1x2x3 per sample; data.pad_id needs sequences" train small.yaml data.train=img.h5 data.pad_id=0
+$PY -c "import h5py, numpy as np; f = h5py.File('img2d.h5', 'w'); f['x'] = np.ones((20, 4, 5), np.float32); f['y'] = np.zeros(20, np.int32)"
+printf 'model: {layers: [{type: dense, units: 3}]}\ndata: {train: img2d.h5}\ntrain: {batch_size: 4, epochs: 1}\ncheckpoint: {dir: ""}\n' > d2.yaml
+expect_error "dense on 2-D samples with one label each" 0 1 "outputs 4 row(s) of 3 classes (a dense layer acts per row on a 2-D [T, D] input: add {type: flatten} before it" train d2.yaml
 printf 'model: {layers: [{type: lstm, hidden: 4}, {type: dense, units: 2}]}\ndata: {train: img.h5}\ncheckpoint: {dir: ""}\n' > img.yaml
 expect_error "an LSTM on images" 0 1 "model.layers[0] (lstm): needs a sequence [T, D] per sample (steps x features), got 1x2x3" train img.yaml
 printf 'model: {layers: [{type: gru}, {type: dense, units: 2}]}\ndata: {train: sent.h5}\ncheckpoint: {dir: ""}\n' > nohidden.yaml

@@ -21,13 +21,6 @@ static dd_layer_spec dense(int units, bool bias) {
   return s;
 }
 
-static void check_stack(const char *label, const dd_layer_spec *s, int n, dd_shape in, dd_gc_opts *o) {
-  double err;
-  int fails = dd_gradcheck(label, s, n, in, o, &err);
-  if (fails)
-    DD_FAIL_AT("%s: %d gradient entries off (worst rel err %.3g)", label, fails, err);
-}
-
 static void dense_forward_matches_naive(void) {
   enum { B = 4, D = 7, K = 5 };
   float x[B * D], W[K * D], b[K], y[B * K];
@@ -54,9 +47,9 @@ static void dense_gradients(void) {
   dd_gc_defaults(&o);
   dd_shape in = {1, {6}};
   dd_layer_spec s1[] = {dense(4, true)};
-  check_stack("dense", s1, 1, in, &o);
+  CHECK_GRADS("dense", s1, 1, in, &o);
   dd_layer_spec s2[] = {dense(3, false)};
-  check_stack("dense without bias", s2, 1, in, &o);
+  CHECK_GRADS("dense without bias", s2, 1, in, &o);
 }
 
 static void activation_gradients(void) {
@@ -66,11 +59,11 @@ static void activation_gradients(void) {
   const char *kinds[] = {"relu", "tanh", "sigmoid"};
   for (int i = 0; i < 3; i++) {
     dd_layer_spec s[] = {L(kinds[i])};
-    check_stack(kinds[i], s, 1, in, &o);
+    CHECK_GRADS(kinds[i], s, 1, in, &o);
   }
   dd_shape img = {3, {2, 3, 3}};
   dd_layer_spec f[] = {L("flatten"), dense(4, true)};
-  check_stack("flatten+dense", f, 2, img, &o);
+  CHECK_GRADS("flatten+dense", f, 2, img, &o);
 }
 
 static void mlp_stack_gradients(void) {
@@ -84,7 +77,7 @@ static void mlp_stack_gradients(void) {
    * float32 differences unreliable at the 0.2% level we demand. */
   dd_layer_spec s[] = {dense(16, true), L("tanh"), dense(12, true), L("sigmoid"),
                        dense(6, true),  L("tanh"), dense(3, true)};
-  check_stack("mlp", s, 7, in, &o);
+  CHECK_GRADS("mlp", s, 7, in, &o);
 }
 
 static void activation_values(void) {

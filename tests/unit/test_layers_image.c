@@ -59,13 +59,6 @@ static dd_layer_spec dropout(double p) {
   return s;
 }
 
-static void check_stack(const char *label, const dd_layer_spec *s, int n, dd_shape in, dd_gc_opts *o) {
-  double err;
-  int fails = dd_gradcheck(label, s, n, in, o, &err);
-  if (fails)
-    DD_FAIL_AT("%s: %d gradient entries off (worst rel err %.3g)", label, fails, err);
-}
-
 static dd_model *build(const dd_layer_spec *s, int n, dd_shape in, int B) {
   dd_model_spec spec = {.input = in, .nlayers = n, .layers = (dd_layer_spec *)s, .loss = DD_LOSS_MSE};
   dd_model *m = NULL;
@@ -233,16 +226,16 @@ static void conv_gradients(void) {
   dd_gc_defaults(&o);
   dd_shape in = {3, {3, 6, 7}};
   dd_layer_spec a[] = {conv(4, 3, 1, 0, true)};
-  check_stack("conv2d", a, 1, in, &o);
+  CHECK_GRADS("conv2d", a, 1, in, &o);
   dd_layer_spec b[] = {conv(3, 3, 2, 1, false)};
-  check_stack("conv2d stride 2 padding 1 without bias", b, 1, in, &o);
+  CHECK_GRADS("conv2d stride 2 padding 1 without bias", b, 1, in, &o);
   dd_layer_spec c[] = {conv(2, 2, 3, 2, true)};
-  check_stack("conv2d stride 3 padding 2", c, 1, in, &o);
+  CHECK_GRADS("conv2d stride 3 padding 2", c, 1, in, &o);
   /* 16 output pixels: chunks of 4 samples then 3, the batched GEMM path */
   o.B = 7;
   dd_shape small = {3, {2, 6, 6}};
   dd_layer_spec d[] = {conv(3, 3, 1, 0, true)};
-  check_stack("conv2d in chunks", d, 1, small, &o);
+  CHECK_GRADS("conv2d in chunks", d, 1, small, &o);
 }
 
 static void pool_gradients(void) {
@@ -252,15 +245,15 @@ static void pool_gradients(void) {
   const char *types[] = {"maxpool2d", "avgpool2d"};
   for (int t = 0; t < 2; t++) {
     dd_layer_spec a[] = {pool(types[t], 2, -1, 0)};
-    check_stack(types[t], a, 1, in, &o);
+    CHECK_GRADS(types[t], a, 1, in, &o);
     dd_layer_spec b[] = {pool(types[t], 3, 2, 1)}; /* overlapping windows, padding */
-    check_stack(types[t], b, 1, in, &o);
+    CHECK_GRADS(types[t], b, 1, in, &o);
   }
   dd_shape even = {3, {2, 6, 8}}; /* 2 x 2 windows tiling the input: the fast path */
   dd_layer_spec m[] = {pool("maxpool2d", 2, -1, 0)};
-  check_stack("maxpool2d 2x2 tiling", m, 1, even, &o);
+  CHECK_GRADS("maxpool2d 2x2 tiling", m, 1, even, &o);
   dd_layer_spec g[] = {L("global_avgpool")};
-  check_stack("global_avgpool", g, 1, in, &o);
+  CHECK_GRADS("global_avgpool", g, 1, in, &o);
 }
 
 /* Exact ties in a max window: the derivative does not exist there, and the
@@ -280,7 +273,7 @@ static void maxpool_ties_are_skipped(void) {
   o.skipped = &skipped;
   dd_layer_spec a[] = {pool("maxpool2d", 2, -1, 0)};
   dd_shape in = {3, {C, H, W}};
-  check_stack("maxpool2d with ties", a, 1, in, &o);
+  CHECK_GRADS("maxpool2d with ties", a, 1, in, &o);
   CHECK_INT(skipped, 4);
 }
 
@@ -290,9 +283,9 @@ static void dropout_gradients(void) {
   o.train = true; /* fixed (seed, step): the same mask in every evaluation */
   dd_shape in = {1, {12}};
   dd_layer_spec a[] = {dense(10), dropout(0.3), dense(4)};
-  check_stack("dropout train", a, 3, in, &o);
+  CHECK_GRADS("dropout train", a, 3, in, &o);
   o.train = false;
-  check_stack("dropout eval", a, 3, in, &o);
+  CHECK_GRADS("dropout eval", a, 3, in, &o);
 }
 
 static void batchnorm_gradients(void) {
@@ -303,16 +296,16 @@ static void batchnorm_gradients(void) {
   dd_shape flat = {1, {5}};
   dd_layer_spec a[] = {dense(4), L("batchnorm"), L("tanh"), dense(3)};
   o.train = true;
-  check_stack("batchnorm 1d train", a, 4, flat, &o);
+  CHECK_GRADS("batchnorm 1d train", a, 4, flat, &o);
   o.train = false;
-  check_stack("batchnorm 1d eval", a, 4, flat, &o);
+  CHECK_GRADS("batchnorm 1d eval", a, 4, flat, &o);
   o.B = 3;
   dd_shape img = {3, {3, 4, 5}};
   dd_layer_spec b[] = {L("batchnorm")};
   o.train = true;
-  check_stack("batchnorm 2d train", b, 1, img, &o);
+  CHECK_GRADS("batchnorm 2d train", b, 1, img, &o);
   o.train = false;
-  check_stack("batchnorm 2d eval", b, 1, img, &o);
+  CHECK_GRADS("batchnorm 2d eval", b, 1, img, &o);
 }
 
 static void cnn_stack_gradients(void) {
@@ -327,7 +320,7 @@ static void cnn_stack_gradients(void) {
    * the checker). */
   dd_layer_spec a[] = {conv(4, 3, 1, 1, false), L("batchnorm"), L("tanh"), pool("avgpool2d", 2, -1, 0), L("flatten"),
                        dropout(0.25),           dense(3)};
-  check_stack("conv-bn-tanh-avgpool-flatten-dropout-dense", a, 7, in, &o);
+  CHECK_GRADS("conv-bn-tanh-avgpool-flatten-dropout-dense", a, 7, in, &o);
   /* The usual CNN: moving a batch-norm parameter moves a whole channel, so
    * some of its ReLU units cross 0 within the finite step and directional
    * derivatives carry an error proportional to the step; a smaller step
@@ -335,7 +328,7 @@ static void cnn_stack_gradients(void) {
   o.eps = 3e-3;
   dd_layer_spec b[] = {conv(4, 3, 1, 1, false), L("batchnorm"), L("relu"), pool("maxpool2d", 2, -1, 0), L("flatten"),
                        dropout(0.25),           dense(3)};
-  check_stack("conv-bn-relu-maxpool-flatten-dropout-dense", b, 7, in, &o);
+  CHECK_GRADS("conv-bn-relu-maxpool-flatten-dropout-dense", b, 7, in, &o);
 }
 
 /* ---- semantics --------------------------------------------------------- */

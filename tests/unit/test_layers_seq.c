@@ -38,13 +38,6 @@ static dd_layer_spec dense(int units) {
   return s;
 }
 
-static void check_stack(const char *label, const dd_layer_spec *s, int n, dd_shape in, dd_gc_opts *o) {
-  double err;
-  int fails = dd_gradcheck(label, s, n, in, o, &err);
-  if (fails)
-    DD_FAIL_AT("%s: %d gradient entries off (worst rel err %.3g)", label, fails, err);
-}
-
 static void fast_math_accuracy(void) {
   enum { N = 200001 };
   static float x[N], y[N], s[N];
@@ -76,10 +69,10 @@ static void embedding_gradients(void) {
   /* the embedding alone is linear in W: check its parameter gradient, then
    * with lengths (padding steps get none) */
   dd_layer_spec s1[] = {embedding(7, 4)};
-  check_stack("embedding", s1, 1, in, &o);
+  CHECK_GRADS("embedding", s1, 1, in, &o);
   int32_t len[3] = {5, 2, 4};
   o.lengths = len;
-  check_stack("embedding with lengths", s1, 1, in, &o);
+  CHECK_GRADS("embedding with lengths", s1, 1, in, &o);
 }
 
 static void embedding_values(void) {
@@ -111,7 +104,7 @@ static void recurrent_gradients(void) {
         snprintf(label, sizeof label, "%s %s%s", kinds[k], seq ? "sequences" : "last step",
                  masked ? " with lengths" : "");
         dd_layer_spec s[] = {recurrent(kinds[k], 5, seq)};
-        check_stack(label, s, 1, in, &o);
+        CHECK_GRADS(label, s, 1, in, &o);
       }
 }
 
@@ -121,10 +114,10 @@ static void layernorm_gradients(void) {
   o.param_scale = 0.5; /* weight != 1, bias != 0 */
   dd_layer_spec s[] = {L("layernorm")};
   dd_shape v = {1, {7}}, seq = {2, {4, 6}};
-  check_stack("layernorm [D]", s, 1, v, &o);
-  check_stack("layernorm [T, D]", s, 1, seq, &o);
+  CHECK_GRADS("layernorm [D]", s, 1, v, &o);
+  CHECK_GRADS("layernorm [T, D]", s, 1, seq, &o);
   dd_layer_spec s2[] = {dense(6), L("layernorm"), L("tanh"), dense(3)};
-  check_stack("dense-layernorm-tanh-dense", s2, 4, v, &o);
+  CHECK_GRADS("dense-layernorm-tanh-dense", s2, 4, v, &o);
 }
 
 static void sequence_stacks(void) {
@@ -136,16 +129,16 @@ static void sequence_stacks(void) {
   o.lengths = len;
   dd_shape in = {1, {5}};
   dd_layer_spec lm[] = {embedding(9, 4), recurrent("lstm", 6, true), dense(5)};
-  check_stack("embedding-lstm-dense per step", lm, 3, in, &o);
+  CHECK_GRADS("embedding-lstm-dense per step", lm, 3, in, &o);
   dd_layer_spec cls[] = {embedding(9, 4), recurrent("gru", 5, true), L("layernorm"), recurrent("rnn", 4, false),
                          dense(3)};
-  check_stack("embedding-gru-layernorm-rnn-dense", cls, 5, in, &o);
+  CHECK_GRADS("embedding-gru-layernorm-rnn-dense", cls, 5, in, &o);
   dd_gc_opts f;
   dd_gc_defaults(&f);
   f.lengths = len;
   dd_shape feat = {2, {5, 2}};
   dd_layer_spec stack[] = {recurrent("lstm", 4, true), recurrent("lstm", 3, false), dense(2)};
-  check_stack("lstm-lstm-dense", stack, 3, feat, &f);
+  CHECK_GRADS("lstm-lstm-dense", stack, 3, feat, &f);
 }
 
 /* ---- PyTorch reference: layout, gate order, formulas, packed sequences */

@@ -37,4 +37,14 @@ void dd_gc_defaults(dd_gc_opts *o);
 int dd_gradcheck(const char *label, const dd_layer_spec *specs, int nlayers, dd_shape input, const dd_gc_opts *o,
                  double *max_err);
 
+/* Test assertion (needs check.h): the stack passes dd_gradcheck, else a
+ * failure at the caller's line with the count and the worst error. */
+#define CHECK_GRADS(label, specs, nlayers, input, opts)                                                                \
+  do {                                                                                                                 \
+    double err_;                                                                                                       \
+    int fails_ = dd_gradcheck((label), (specs), (nlayers), (input), (opts), &err_);                                    \
+    if (fails_)                                                                                                        \
+      DD_FAIL_AT("%s: %d gradient entries off (worst rel err %.3g)", (label), fails_, err_);                           \
+  } while (0)
+
 #endif
