@@ -9,6 +9,9 @@ grep -q '^ddtrain 0\.' "$out" || fail "--version prints the version"
 expect_ok "help" 0 --help
 expect_ok "train --help lists config keys" 0 train --help
 grep -q 'batch_size' "$out" || fail "train --help lists batch_size"
+for cmd in eval predict data generate; do
+    expect_ok "$cmd --help" 0 $cmd --help && grep -q "usage: ddtrain $cmd" "$out" || fail "$cmd --help prints its usage"
+done
 
 expect_ok "synth" 2 data synth --out train.h5 --samples 3000 --features 32 --classes 5 --seed 3
 expect_ok "synth validation set" 0 data synth --out val.h5 --samples 500 --features 32 --classes 5 --seed 3
@@ -48,6 +51,8 @@ assert ep[-1]["val_loss"] < ep[0]["train_loss"]
 assert ev[0]["ranks"] == 2
 PY
 ck=$(ls run/ckpt-*.h5 | tail -1)
+cp "$ck" ck-epoch3.h5
+grep -q $'\r  epoch' "$out" && fail "no progress bar when stdout is a file"
 $PY - "$ck" <<'PY' || fail "checkpoint readable with h5py in its documented layout"
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")
@@ -83,6 +88,24 @@ expect_ok "resume auto with more epochs" 1 train run.yaml train.epochs=5 --resum
 grep -q "^resume: run/ckpt-" "$out" || fail "says where it resumed from"
 grep -q '^epoch   4/5' "$out" || fail "continues with epoch 4"
 [ "$(grep -c '^epoch ' "$out")" = 2 ] || fail "runs only the remaining epochs"
+expect_ok "resume from a named checkpoint" 1 train run.yaml train.epochs=5 checkpoint.dir=run-path --resume ck-epoch3.h5
+grep -q "^resume: ck-epoch3.h5" "$out" || fail "says it resumed from the named file"
+$PY - run/$(cd run && ls ckpt-*.h5 | tail -1) run-path/$(cd run-path && ls ckpt-*.h5 | tail -1) <<'PY' || fail "--resume PATH ends bitwise equal to --resume auto from the same checkpoint"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+assert a.attrs["step"] == b.attrs["step"] and a.attrs["epoch"] == b.attrs["epoch"] == 5
+names = []
+a["params"].visit(lambda n: names.append(n) if isinstance(a["params"][n], h5py.Dataset) else None)
+assert names
+for n in names:
+    assert np.array_equal(a["params"][n][()], b["params"][n][()]), n
+PY
+
+# a progress bar during the epoch when stdout is a terminal (script gives a pseudo-terminal)
+timeout -k 5 120 script -qec "$DDTRAIN train run.yaml train.epochs=1 checkpoint.dir= train.batch_size=8" /dev/null \
+    >"$out" 2>"$err" || fail "train under a terminal"
+grep -q $'\r  epoch 1 \[=' "$out" || fail "progress bar drawn on a terminal"
+grep -q '^epoch   1/1' <(tr '\r' '\n' <"$out") || fail "epoch line after the progress bar"
 
 # stop on a signal: checkpoint at the next step, exit 128+signal, resume finishes
 cat > long.yaml <<'YAML'

@@ -1,7 +1,8 @@
 /* Gradient clipping by global norm, after the allreduce: every rank computes
  * the same norm (bit for bit) and takes the same clipped step, the norm is
  * that of the averaged gradient, and the trainer's step has the clipped
- * length and logs the norm. */
+ * length and logs the norm. Also: the cross-rank equality check reports a
+ * mismatch on every rank. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,20 @@ static uint64_t bits(double x) {
   uint64_t u;
   memcpy(&u, &x, sizeof u);
   return u;
+}
+
+/* The cross-rank checksum comparison the trainer runs after the broadcast (and at
+ * the end) must report a mismatch on every rank when any one rank differs. */
+static void same_u64_detects_a_differing_rank(void) {
+  const int P = dd_comm_size(world), rank = dd_comm_rank(world);
+  bool same = false;
+  CHECK_OK(dd_comm_same_u64(world, 0x0123456789abcdefull, &same));
+  CHECK(same);
+  for (int odd = 0; odd < P; odd++) {
+    same = true;
+    CHECK_OK(dd_comm_same_u64(world, 0x0123456789abcdefull ^ (rank == odd ? 1ull << (odd % 64) : 0), &same));
+    CHECK(same == (P == 1));
+  }
 }
 
 static void same_norm_and_step_on_all_ranks(void) {
@@ -132,6 +147,7 @@ int main(int argc, char **argv) {
   if (dd_comm_init(&argc, &argv, &world) || argc < 2)
     return 2;
   scratch = argv[1];
+  RUN(same_u64_detects_a_differing_rank);
   RUN(same_norm_and_step_on_all_ranks);
   RUN(trainer_clips_the_step);
   int f = tu_total_failures(world);
