@@ -47,6 +47,11 @@ dd_run_dir "${DD_RUNS:-${SLURM_SUBMIT_DIR:-$PWD}/runs}" "$name"
 # BLAS threads per rank = CPUs per task (ddtrain also reads SLURM_CPUS_PER_TASK itself)
 cpus=${SLURM_CPUS_PER_TASK:-1}
 export OPENBLAS_NUM_THREADS=$cpus OMP_NUM_THREADS=$cpus
+# srun steps inside the job inherit sbatch's --export list (SLURM_EXPORT_ENV) and would drop what this
+# script and mpirun set for the ranks and for Open MPI's daemons (which mpirun starts with srun): after
+# sbatch --export=NONE or --export=A,B, mpirun's PE=N binding put every rank on one core. The job's
+# environment is already what the submitter chose; pass all of it on.
+export SLURM_EXPORT_ENV=ALL
 
 bind_opts=()
 case ${DD_BIND:-auto} in

@@ -94,8 +94,28 @@ run_case() {
     out=$name-$id.out
     grep -q "^ddtrain .*: $ranks rank(s) on $nodes node(s), $cpus BLAS thread(s) per rank" "$out" ||
         fail "$out: header does not say $ranks rank(s) on $nodes node(s), $cpus BLAS thread(s)"
-    [ "$launcher" = srun ] && ! grep -q '^== srun --mpi=pmix' "$out" && fail "$out: not launched with srun --mpi=pmix"
-    [ "$launcher" = mpirun ] && ! grep -q '^== mpirun -np '"$ranks" "$out" && fail "$out: not launched with mpirun -np $ranks"
+    [ "$launcher" = srun ] && ! grep -q "^== srun --mpi=pmix --cpus-per-task=$cpus .*--cpu-bind=cores" "$out" &&
+        fail "$out: not launched with srun --mpi=pmix --cpus-per-task=$cpus --cpu-bind=cores"
+    [ "$launcher" = mpirun ] && ! grep -q "^== mpirun -np $ranks --map-by slot:PE=$cpus --bind-to core -x OPENBLAS_NUM_THREADS" "$out" &&
+        fail "$out: not launched with mpirun -np $ranks --map-by slot:PE=$cpus --bind-to core -x OPENBLAS_NUM_THREADS"
+    # where Open MPI bound the ranks (DD_LAUNCHER_ARGS=--report-bindings): each to its $cpus core(s)
+    if [[ ${DD_LAUNCHER_ARGS:-} == *--report-bindings* ]]; then
+        $PY - "$out" "$ranks" "$cpus" <<'PY' || fail "$out: ranks not bound to $cpus core(s) each"
+import os, re, sys
+text, ranks, cpus = open(sys.argv[1]).read(), int(sys.argv[2]), int(sys.argv[3])
+def cores(where):   # Open MPI 4.1: "SK0:L30:L20:L10:CR0-1:HT0-1:NM0" (or "socket 0[core 0[hwt 0]], ...")
+    if "bound to all available processors" in where:
+        return os.cpu_count()
+    m = re.search(r"CR([0-9,-]+)", where)
+    if not m:
+        return len(re.findall(r"core \d+\[", where))
+    return sum(int(b) - int(a) + 1 for a, _, b in (x.partition("-") if "-" in x else (x, "", x) for x in m.group(1).split(",")))
+b = dict(re.findall(r"MCW rank (\d+) (?:is )?((?:not )?bound .*)", text))
+assert sorted(map(int, b)) == list(range(ranks)), b
+for r, where in b.items():
+    assert cores(where) == min(cpus, os.cpu_count()), (r, where, cores(where))
+PY
+    fi
     [ -n "${DD_EXEC:-}" ] && ! grep -q "^== .* $DD_EXEC $DDTRAIN train " "$out" && fail "$out: ddtrain not run under DD_EXEC='$DD_EXEC'"
     check_start "$name" 1 "$ranks" "$nodes" "$cpus" 0
     spe=$(jfield "runs/$name/metrics.jsonl" start steps_per_epoch)
@@ -200,7 +220,8 @@ case $case in
     # also: ddtrain under a wrapper command, the way DD_EXEC="apptainer exec ddtrain.sif" runs an image
     mpirun-1node) DD_EXEC="env DD_VIA_EXEC=1" SUBMIT_EXPORTS=DD_EXEC,DDTRAIN run_case m1 single-node.sbatch 1 2 1 mpirun ;;
     srun-2nodes) run_case s2 multi-node.sbatch 2 2 1 srun ;;
-    mpirun-2nodes) run_case m2 multi-node.sbatch 2 2 1 mpirun ;;
+    # 2 CPUs per task: BLAS threads and Open MPI's binding (--map-by slot:PE=2) follow the allocation
+    mpirun-2nodes) DD_LAUNCHER_ARGS=--report-bindings SUBMIT_EXPORTS=DD_LAUNCHER_ARGS run_case m2 multi-node.sbatch 2 1 2 mpirun ;;
     preempt-resubmit) preempt_resubmit ;;
     preempt-requeue) preempt_requeue ;;
     *) fail "unknown case '$case'" ;;
