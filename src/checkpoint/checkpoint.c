@@ -175,6 +175,24 @@ static int list_ckpts(const char *dir, char ***names, int *count) {
   return rc;
 }
 
+/* Temporary files of writes that never reached their rename: a process killed
+ * mid-write (SIGKILL, node failure, OOM) cannot remove its own. Called after a
+ * checkpoint has been committed, when this run is the directory's writer. */
+static void remove_stale_temps(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, ".ckpt-", 6) != 0 || !strstr(e->d_name, ".h5.tmp."))
+      continue;
+    char p[PATH_N + 300];
+    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+    unlink(p);
+  }
+  closedir(d);
+}
+
 static void free_list(char **names, int count) {
   for (int i = 0; i < count; i++)
     dd_free(names[i]);
@@ -195,6 +213,8 @@ static int save_root(const char *dir, int keep, const dd_model *m, const dd_opti
     rc = dd__h5_commit(tmp, final);
   else
     unlink(tmp);
+  if (rc == DD_OK)
+    remove_stale_temps(dir);
   if (rc == DD_OK && keep > 0) {
     char **names;
     int count;
