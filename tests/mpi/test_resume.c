@@ -1,6 +1,6 @@
 /* Resume exactness: a run interrupted mid-epoch and resumed from its
  * checkpoint ends bitwise identical to an uninterrupted run at the same rank
- * count, and within float tolerance when resumed at a different rank count
+ * count, and within float tolerance when resumed at a different rank count (P -> 1 and 1 -> P)
  * (same samples in the same global batches). Add configs to the table. */
 #include <math.h>
 #include <stdio.h>
@@ -178,6 +178,40 @@ static void run_case(const rs_case *k) {
     }
     dd_free(pd);
     dd_comm_finalize(self);
+  }
+
+  /* E: the other direction, scaling up: stopped on 1 rank (rank 0 alone),
+   * resumed on all P ranks */
+  if (P > 1) {
+    char up[1100], ov_up[1200];
+    snprintf(up, sizeof up, "%s/up", base);
+    set(ov_up, sizeof ov_up, "checkpoint.dir", base, "up");
+    if (rank == 0) {
+      dd_comm *self = NULL;
+      CHECK_OK(dd_comm_self(&self));
+      dd_train_result e1;
+      char *ove[] = {ov_data, ov_up, ov_stop};
+      CHECK_OK(tu_train(self, k->yaml, 3, ove, NULL, &e1));
+      CHECK_INT(e1.steps, k->stop_at);
+      dd_comm_finalize(self);
+    }
+    dd_comm_barrier(world);
+    dd_train_result e;
+    char *ove[] = {ov_data, ov_up};
+    CHECK_OK(tu_train(world, k->yaml, 2, ove, "auto", &e));
+    CHECK_INT(e.steps, a.steps);
+    float *pe = NULL;
+    int64_t ne = 0;
+    CHECK_OK(tu_params(world, e.last_checkpoint, &pe, &ne));
+    if (pe && pa && ne == na) {
+      double diff = tu_rel_diff(pe, pa, na);
+      if (rank == 0)
+        printf("  %-14s stopped at 1 rank, resumed at %d vs uninterrupted at %d: max rel diff %.3g\n", k->name, P, P,
+               diff);
+      if (!(diff <= 1e-5))
+        DD_FAIL_AT("%s: stopped at 1 rank and resumed at %d differs by %.3g", k->name, P, diff);
+    }
+    dd_free(pe);
   }
   dd_free(pa);
   dd_free(pc);
