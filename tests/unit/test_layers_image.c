@@ -495,6 +495,22 @@ static void setup_errors(void) {
   dd_shape seq = {2, {5, 4}};
   dd_layer_spec h[] = {L("batchnorm")};
   expect_build_error(h, 1, seq, "(batchnorm): normalises [D] features or [C, H, W] images but gets 5x4");
+  /* non-square: the message names the dimension that does not fit */
+  dd_layer_spec i[] = {conv_hw(4, 2, 9, 1, 1, 1, 0, true)};
+  expect_build_error(i, 1, img,
+                     "(conv2d): kernel [2, 9] is larger than the input 1x6x6 padded by [1, 0] in width; use a kernel "
+                     "width <= 6 or more padding");
+  dd_layer_spec j[] = {pool_hw("avgpool2d", 9, 3, -1, -1, 1, 1)};
+  expect_build_error(j, 1, img,
+                     "(avgpool2d): kernel [9, 3] is larger than the input 1x6x6 padded by 1 in height; use "
+                     "a kernel height <= 8");
+  dd_layer_spec k[] = {pool_hw("maxpool2d", 3, 2, -1, -1, 1, 2)};
+  expect_build_error(k, 1, img,
+                     "(maxpool2d): padding [1, 2] is more than half the kernel [3, 2] in width; use a width "
+                     "padding <= 1");
+  dd_layer_spec q[] = {pool_hw("maxpool2d", 1, 4, -1, -1, 1, 0)}; /* PyTorch: pad <= kernel / 2 per dimension */
+  expect_build_error(q, 1, img,
+                     "padding [1, 0] is more than half the kernel [1, 4] in height; use a height padding <= 0");
 }
 
 static void registry(void) {
@@ -513,6 +529,17 @@ static void registry(void) {
   CHECK_INT(w->ndim, 4);
   CHECK(w->dims[0] == 8 && w->dims[1] == 3 && w->dims[2] == 5 && w->dims[3] == 5);
   CHECK_INT(w->fan_in, 75);
+  dd_model_free(m);
+  /* non-square: [filters, C, kh, kw], fan-in C*kh*kw, fan-out filters*kh*kw */
+  dd_layer_spec r[] = {conv_hw(8, 1, 3, 1, 2, 0, 1, true)};
+  m = build(r, 1, in, 1);
+  if (!m)
+    return;
+  w = &m->layers[0].param[0];
+  CHECK(w->dims[0] == 8 && w->dims[1] == 3 && w->dims[2] == 1 && w->dims[3] == 3);
+  CHECK_INT(w->fan_in, 9);
+  CHECK_INT(w->fan_out, 24);
+  CHECK(m->layers[0].out.d[1] == 10 && m->layers[0].out.d[2] == 5); /* (10 - 1) / 1 + 1, (10 + 2 - 3) / 2 + 1 */
   dd_model_free(m);
 }
 
