@@ -1,9 +1,11 @@
-/* image layers: conv2d and pooling against naive loops, finite-difference
+/* image layers: conv2d and pooling against naive loops and PyTorch (conv_ref.h), finite-difference
  * checks of conv2d, pools, dropout, batch norm and small CNNs, dropout and
  * batch-norm semantics, setup errors. */
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
+#include "conv_ref.h"
 #include "ddtrain/model.h"
 #include "gradcheck.h"
 
@@ -247,6 +249,80 @@ static void pool_forward_matches_naive(void) {
     CHECK_NEAR(m->acts[1][bc], s / 20, 1e-6);
   }
   dd_model_free(m);
+}
+
+/* ---- against PyTorch (conv_ref.h, from gen_conv_ref.py) ---------------- */
+
+static void check_close(const char *what, const float *got, const float *want, int64_t n, double tol) {
+  double worst = 0;
+  int64_t at = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double e = fabs((double)got[i] - want[i]) / fmax(1.0, fabs((double)want[i]));
+    if (e > worst) {
+      worst = e;
+      at = i;
+    }
+  }
+  if (!(worst <= tol))
+    DD_FAIL_AT("%s[%lld]: %.9g, PyTorch %.9g (tol %g)", what, (long long)at, (double)got[at], (double)want[at], tol);
+}
+
+/* nn.Conv2d(C, O, (2, 3), stride=(1, 2), padding=(1, 0)) with its weight
+ * copied one to one into ours: the layout [O, C, kh, kw], the geometry and
+ * the gradients of sum(w * y) as PyTorch computes them. */
+static void conv_matches_torch(void) {
+  dd_layer_spec sp[] = {conv_hw(REF_O, REF_KH, REF_KW, REF_SH, REF_SW, REF_PH, REF_PW, true)};
+  dd_model *m = build(sp, 1, (dd_shape){3, {REF_C, REF_H, REF_W}}, REF_B);
+  if (!m)
+    return;
+  dd_layer *l = &m->layers[0];
+  CHECK(l->out.d[0] == REF_O && l->out.d[1] == CONV_HO && l->out.d[2] == CONV_WO);
+  CHECK_INT(l->param[0].size, (int64_t)(sizeof CONV_weight / sizeof(float)));
+  CHECK(l->param[0].dims[2] == REF_KH && l->param[0].dims[3] == REF_KW);
+  memcpy(l->param[0].data, CONV_weight, sizeof CONV_weight);
+  memcpy(l->param[1].data, CONV_bias, sizeof CONV_bias);
+  memcpy(m->acts[0], REF_x, sizeof REF_x);
+  dd_pass p = {.B = REF_B, .B_global = REF_B};
+  CHECK_OK(dd_model_forward(m, &p));
+  check_close("conv2d y", m->acts[1], CONV_y, (int64_t)(sizeof CONV_y / sizeof(float)), 1e-5);
+  dd_model_zero_grad(m);
+  float dx[sizeof REF_x / sizeof(float)];
+  CHECK_OK(l->kind->backward(l, &p, m->acts[0], m->acts[1], CONV_w, dx));
+  check_close("conv2d d weight", l->param[0].grad, CONV_dweight, (int64_t)(sizeof CONV_dweight / sizeof(float)), 1e-5);
+  check_close("conv2d d bias", l->param[1].grad, CONV_dbias, REF_O, 1e-5);
+  check_close("conv2d d x", dx, CONV_dx, (int64_t)(sizeof CONV_dx / sizeof(float)), 1e-5);
+  dd_model_free(m);
+}
+
+/* nn.MaxPool2d and nn.AvgPool2d (count_include_pad=True) with the same window */
+static void pools_match_torch(void) {
+  const struct {
+    const char *type;
+    int64_t Ho, Wo;
+    const float *x, *y, *w, *dx;
+  } refs[] = {{"maxpool2d", MAXPOOL_HO, MAXPOOL_WO, MAXPOOL_x, MAXPOOL_y, MAXPOOL_w, MAXPOOL_dx},
+              {"avgpool2d", AVGPOOL_HO, AVGPOOL_WO, AVGPOOL_x, AVGPOOL_y, AVGPOOL_w, AVGPOOL_dx}};
+  enum { N = REF_B * REF_C * REF_H * REF_W };
+  for (int t = 0; t < 2; t++) {
+    dd_layer_spec sp[] = {pool_hw(refs[t].type, REF_KH, REF_KW, REF_SH, REF_SW, REF_PH, REF_PW)};
+    dd_model *m = build(sp, 1, (dd_shape){3, {REF_C, REF_H, REF_W}}, REF_B);
+    if (!m)
+      return;
+    dd_layer *l = &m->layers[0];
+    CHECK(l->out.d[1] == refs[t].Ho && l->out.d[2] == refs[t].Wo);
+    const int64_t ny = REF_B * REF_C * refs[t].Ho * refs[t].Wo;
+    memcpy(m->acts[0], refs[t].x, sizeof(float) * N);
+    dd_pass p = {.B = REF_B, .B_global = REF_B};
+    CHECK_OK(dd_model_forward(m, &p));
+    char what[64];
+    snprintf(what, sizeof what, "%s y", refs[t].type);
+    check_close(what, m->acts[1], refs[t].y, ny, 1e-6);
+    float dx[N];
+    CHECK_OK(l->kind->backward(l, &p, m->acts[0], m->acts[1], refs[t].w, dx));
+    snprintf(what, sizeof what, "%s d x", refs[t].type);
+    check_close(what, dx, refs[t].dx, N, 1e-6);
+    dd_model_free(m);
+  }
 }
 
 /* ---- finite-difference checks ------------------------------------------ */
@@ -547,6 +623,8 @@ int main(void) {
   RUN(conv_forward_matches_naive);
   RUN(conv_workspace_strategies_agree);
   RUN(pool_forward_matches_naive);
+  RUN(conv_matches_torch);
+  RUN(pools_match_torch);
   RUN(conv_gradients);
   RUN(pool_gradients);
   RUN(maxpool_ties_are_skipped);
