@@ -12,32 +12,15 @@ with respect to the weight, the bias and x. Kernel, stride and padding
 differ between height and width, so a C layer that swapped the two, or
 stored the weight as [O, C, KW, KH], cannot reproduce the numbers.
 """
-import math
-
 import torch
 import torch.nn as nn
+
+from gen_seq_ref import carr, det  # same deterministic values and C output (this script's directory)
 
 torch.set_default_dtype(torch.float32)
 
 B, C, H, W, O = 2, 2, 5, 7, 3
 KH, KW, SH, SW, PH, PW = 2, 3, 1, 2, 1, 0
-
-
-def det(shape, k):
-    """Deterministic values in about [-0.8, 0.8] that need no RNG (and no ties in a pooling window)."""
-    n = math.prod(shape)
-    v = [0.8 * math.sin(0.731 * i + 1.37 * k + 0.2) for i in range(n)]
-    return torch.tensor(v, dtype=torch.float32).reshape(shape)
-
-
-def cfloat(x):
-    s = f"{float(x):.9g}"
-    return s + ("f" if any(c in s for c in ".en") else ".0f")
-
-
-def carr(name, t):
-    vals = ", ".join(cfloat(x) for x in t.detach().reshape(-1).tolist())
-    return f"static const float {name}[{t.numel()}] = {{{vals}}};"
 
 
 def conv_case():
@@ -57,14 +40,18 @@ def conv_case():
 
 
 def pool_case(name, m):
+    """Both pools share the window, so the input POOL_x, the output size and the loss weights POOL_w."""
     x = det((B, C, H, W), 5).requires_grad_(True)
     y = m(x)
-    w = det(y.shape, 6)
-    (w * y).sum().backward()
-    p = name.upper()
-    return [f"/* {name}: torch.nn.{m!r} */",
-            f"#define {p}_HO {y.shape[2]}\n#define {p}_WO {y.shape[3]}",
-            carr(f"{p}_x", x), carr(f"{p}_y", y), carr(f"{p}_w", w), carr(f"{p}_dx", x.grad)]
+    assert tuple(y.shape[2:]) == ((H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1)
+    (det(y.shape, 6) * y).sum().backward()
+    return [f"/* {name}: torch.nn.{m!r} */", carr(f"{name.upper()}_y", y), carr(f"{name.upper()}_dx", x.grad)]
+
+
+def pool_shared():
+    ho, wo = (H + 2 * PH - KH) // SH + 1, (W + 2 * PW - KW) // SW + 1
+    return [f"#define POOL_HO {ho}\n#define POOL_WO {wo}", carr("POOL_x", det((B, C, H, W), 5)),
+            carr("POOL_w", det((B, C, ho, wo), 6))]
 
 
 def main():
@@ -80,6 +67,7 @@ def main():
     print()
     print("\n".join(conv_case()))
     print()
+    print("\n".join(pool_shared()))
     print("\n".join(pool_case("maxpool", nn.MaxPool2d((KH, KW), stride=(SH, SW), padding=(PH, PW)))))
     print()
     print("\n".join(pool_case("avgpool", nn.AvgPool2d((KH, KW), stride=(SH, SW), padding=(PH, PW),
