@@ -296,17 +296,18 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
   switch (k->type) {
   case DD_KEY_PAIR: { /* one integer for height and width, or [height, width] as PyTorch's (h, w) */
     int64_t x[2];
-    if (v->type == DD_CN_MAP || (v->type == DD_CN_SEQ && v->nkids != 2)) {
-      char w[600], got[32];
+    const bool list = v->type == DD_CN_SEQ;
+    if (v->type == DD_CN_MAP || (list && v->nkids != 2)) {
+      char w[600], got[32] = "a section";
       dd__cn_where(v, w, sizeof w);
-      snprintf(got, sizeof got, v->type == DD_CN_MAP ? "a section" : "a list of %d", v->nkids);
+      if (list)
+        snprintf(got, sizeof got, "a list of %d", v->nkids);
       return dd_error(
           DD_ECONFIG,
           "%s%s: expected one integer or a list [height, width] of two, got %s; write e.g. %s: 3 or %s: [1, 3]", w,
           label, got, k->name, k->name);
     }
     for (int i = 0; i < 2; i++) {
-      const bool list = v->type == DD_CN_SEQ;
       const dd_cnode *e = list ? v->kids[i] : v;
       char elabel[128];
       snprintf(elabel, sizeof elabel, "%s%s", label, list ? (i ? "[1] (width)" : "[0] (height)") : "");
