@@ -49,14 +49,14 @@ enum {
  * dd_layer_keys was given. */
 typedef struct dd_layer_spec {
   char type[DD_NAME_MAX];
-  int line;        /* config line, 0 if unknown: used in error messages */
-  uint64_t set;    /* bit per dd_layer_keys entry */
-  int64_t units;   /* dense: output features */
-  int init;        /* DD_INIT_* */
-  bool bias;       /* dense/conv: learn a bias (default true) */
-  int64_t filters; /* conv: output channels */
-  int64_t kernel, stride, padding;
-  double p; /* dropout probability */
+  int line;                                 /* config line, 0 if unknown: used in error messages */
+  uint64_t set;                             /* bit per dd_layer_keys entry */
+  int64_t units;                            /* dense: output features */
+  int init;                                 /* DD_INIT_* */
+  bool bias;                                /* dense/conv: learn a bias (default true) */
+  int64_t filters;                          /* conv: output channels */
+  int64_t kernel[2], stride[2], padding[2]; /* conv/pool: [height, width] */
+  double p;                                 /* dropout probability */
   double eps, momentum;
   int64_t hidden, vocab, dim;
   bool sequences;              /* recurrent: output every step (true) or the last one */
@@ -66,7 +66,8 @@ typedef struct dd_layer_spec {
 
 /* Keys a layer may carry in the config, with their type and field. The
  * config parser walks this table; each kind lists the subset it accepts. */
-enum { DD_KEY_INT, DD_KEY_FLOAT, DD_KEY_BOOL, DD_KEY_INIT, DD_KEY_SHAPE };
+/* DD_KEY_PAIR: an integer for both of two int64 fields, or a list [h, w]. */
+enum { DD_KEY_INT, DD_KEY_FLOAT, DD_KEY_BOOL, DD_KEY_INIT, DD_KEY_SHAPE, DD_KEY_PAIR };
 typedef struct dd_layer_key {
   const char *name;
   int type;

@@ -31,7 +31,9 @@ int main(int argc, char **argv) {
   const int steps = argc > 1 ? atoi(argv[1]) : 600;
   dd_layer_spec s[NL] = {L("conv2d"), L("relu"),      L("maxpool2d"), L("conv2d"),
                          L("relu"),   L("maxpool2d"), L("flatten"),   L("dense")};
-  s[0].filters = 16, s[0].kernel = 5, s[2].kernel = 2, s[3].filters = 32, s[3].kernel = 5, s[5].kernel = 2;
+  s[0].filters = 16, s[3].filters = 32;
+  for (int i = 0; i < 2; i++) /* [height, width] */
+    s[0].kernel[i] = 5, s[2].kernel[i] = 2, s[3].kernel[i] = 5, s[5].kernel[i] = 2;
   s[7].units = 10;
   dd_model_spec spec = {.input = {3, {1, 28, 28}}, .nlayers = NL, .layers = s};
   dd_model *m = NULL;

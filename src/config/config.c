@@ -291,9 +291,34 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
   const dd_layer_key *k = &dd_layer_keys[ki];
   char *dst = (char *)s + k->offset;
   char what[128];
-  if (v->type != DD_CN_SCALAR && k->type != DD_KEY_SHAPE)
+  if (v->type != DD_CN_SCALAR && k->type != DD_KEY_SHAPE && k->type != DD_KEY_PAIR)
     return bad_value(v, label, "a single value");
   switch (k->type) {
+  case DD_KEY_PAIR: { /* one integer for height and width, or [height, width] as PyTorch's (h, w) */
+    int64_t x[2];
+    const bool list = v->type == DD_CN_SEQ;
+    if (v->type == DD_CN_MAP || (list && v->nkids != 2)) {
+      char w[600], got[32] = "a section";
+      dd__cn_where(v, w, sizeof w);
+      if (list)
+        snprintf(got, sizeof got, "a list of %d", v->nkids);
+      return dd_error(
+          DD_ECONFIG,
+          "%s%s: expected one integer or a list [height, width] of two, got %s; write e.g. %s: 3 or %s: [1, 3]", w,
+          label, got, k->name, k->name);
+    }
+    for (int i = 0; i < 2; i++) {
+      const dd_cnode *e = list ? v->kids[i] : v;
+      char elabel[128];
+      snprintf(elabel, sizeof elabel, "%s%s", label, list ? (i ? "[1] (width)" : "[0] (height)") : "");
+      snprintf(what, sizeof what, "an integer in [%.0f, %.0f]%s", k->min, k->max,
+               list ? "" : " or a list [height, width]");
+      if (e->type != DD_CN_SCALAR || parse_i64(e->value, &x[i]) || x[i] < k->min || x[i] > k->max)
+        return bad_value(e, elabel, what);
+    }
+    memcpy(dst, x, sizeof x);
+    break;
+  }
   case DD_KEY_INT: {
     int64_t x;
     snprintf(what, sizeof what, "an integer in [%.0f, %.0f]", k->min, k->max);

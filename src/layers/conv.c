@@ -1,7 +1,8 @@
-/* 2-D convolution as im2col + sgemm; weight [O, C, k, k] as torch.nn.Conv2d.
+/* 2-D convolution as im2col + sgemm; weight [O, C, kh, kw] as torch.nn.Conv2d.
  *
  * Shape legend: B = samples, C = input channels, O = output channels (filters),
- * H x W input, Ho x Wo output, k = kernel, KK = C*k*k (one patch), P = Ho*Wo.
+ * H x W input, Ho x Wo output, kh x kw kernel, KK = C*kh*kw (one patch),
+ * P = Ho*Wo.
  * Samples are processed in chunks of G (1 unless P is tiny): the patches of
  * a chunk form one matrix col[KK, G*P], so each GEMM is G*P wide. Forward
  * keeps every chunk's col for backward while all of them fit in KEEP_BYTES
@@ -34,7 +35,7 @@ static int64_t chunk_samples(int64_t P, int64_t KK, int max_batch) {
 
 static conv conv_of(const dd_layer *l) {
   conv c = {.g = dd__window_of(l, false), .O = l->spec.filters};
-  c.KK = c.g.C * c.g.k * c.g.k;
+  c.KK = c.g.C * c.g.kh * c.g.kw;
   c.P = c.g.Ho * c.g.Wo;
   c.G = chunk_samples(c.P, c.KK, l->max_batch);
   c.keep = c.KK * c.P * l->max_batch * 4 <= KEEP_BYTES;
@@ -72,33 +73,33 @@ static void valid_range(int64_t outs, int64_t n, int64_t s, int64_t pad, int64_t
 }
 
 /* col[KK, g*P] from g samples x[g, C, H, W]: row (c, ki, kj), column
- * (sample, oh, ow) holds x[c, oh*s - pad + ki, ow*s - pad + kj] or 0. */
+ * (sample, oh, ow) holds x[c, oh*sh - ph + ki, ow*sw - pw + kj] or 0. */
 static void im2col(float *col, const float *x, int64_t nsamples, const conv *c) {
   const dd__window *w = &c->g;
-  const int64_t N = nsamples * c->P, HW = w->H * w->W, Wo = w->Wo, s = w->s;
+  const int64_t N = nsamples * c->P, HW = w->H * w->W, Wo = w->Wo, sh = w->sh, s = w->sw;
   for (int64_t b = 0; b < nsamples; b++)
     for (int64_t ch = 0; ch < w->C; ch++) {
       const float *src = x + (b * w->C + ch) * HW;
-      for (int64_t ki = 0; ki < w->k; ki++) {
+      for (int64_t ki = 0; ki < w->kh; ki++) {
         int64_t h0, h1;
-        valid_range(w->Ho, w->H, s, w->pad, ki, &h0, &h1);
-        for (int64_t kj = 0; kj < w->k; kj++) {
+        valid_range(w->Ho, w->H, sh, w->ph, ki, &h0, &h1);
+        for (int64_t kj = 0; kj < w->kw; kj++) {
           int64_t w0, w1;
-          valid_range(Wo, w->W, s, w->pad, kj, &w0, &w1);
-          float *dst = col + ((ch * w->k + ki) * w->k + kj) * N + b * c->P;
+          valid_range(Wo, w->W, s, w->pw, kj, &w0, &w1);
+          float *dst = col + ((ch * w->kh + ki) * w->kw + kj) * N + b * c->P;
           if (h0 > 0) /* rows in the padding (tested: memset calls of 0 bytes cost) */
             memset(dst, 0, sizeof(float) * (size_t)(h0 * Wo));
           if (h1 < w->Ho)
             memset(dst + h1 * Wo, 0, sizeof(float) * (size_t)((w->Ho - h1) * Wo));
           if (s == 1 && w0 == 0 && w1 == Wo) { /* the common case, kept lean */
-            const float *in = src + (h0 - w->pad + ki) * w->W + kj - w->pad;
-            for (int64_t oh = h0; oh < h1; oh++, in += w->W)
+            const float *in = src + (h0 * sh - w->ph + ki) * w->W + kj - w->pw;
+            for (int64_t oh = h0; oh < h1; oh++, in += sh * w->W)
               copy_row(dst + oh * Wo, in, Wo);
             continue;
           }
           for (int64_t oh = h0; oh < h1; oh++) {
             /* input row of this output row, at the first valid column */
-            const float *in = src + (oh * s - w->pad + ki) * w->W + (w0 * s - w->pad + kj);
+            const float *in = src + (oh * sh - w->ph + ki) * w->W + (w0 * s - w->pw + kj);
             float *d = dst + oh * Wo;
             if (s == 1) {
               copy_row(d + w0, in, w1 - w0);
@@ -119,26 +120,26 @@ static void im2col(float *col, const float *x, int64_t nsamples, const conv *c) 
 /* dx[g, C, H, W] = sum of the patch gradients dcol[KK, g*P] (the adjoint of im2col). */
 static void col2im(float *dx, const float *dcol, int64_t nsamples, const conv *c) {
   const dd__window *w = &c->g;
-  const int64_t N = nsamples * c->P, HW = w->H * w->W, Wo = w->Wo, s = w->s;
+  const int64_t N = nsamples * c->P, HW = w->H * w->W, Wo = w->Wo, sh = w->sh, s = w->sw;
   memset(dx, 0, sizeof(float) * (size_t)(nsamples * w->C * HW));
   for (int64_t b = 0; b < nsamples; b++)
     for (int64_t ch = 0; ch < w->C; ch++) {
       float *dst = dx + (b * w->C + ch) * HW;
-      for (int64_t ki = 0; ki < w->k; ki++) {
+      for (int64_t ki = 0; ki < w->kh; ki++) {
         int64_t h0, h1;
-        valid_range(w->Ho, w->H, s, w->pad, ki, &h0, &h1);
-        for (int64_t kj = 0; kj < w->k; kj++) {
+        valid_range(w->Ho, w->H, sh, w->ph, ki, &h0, &h1);
+        for (int64_t kj = 0; kj < w->kw; kj++) {
           int64_t w0, w1;
-          valid_range(Wo, w->W, s, w->pad, kj, &w0, &w1);
-          const float *src = dcol + ((ch * w->k + ki) * w->k + kj) * N + b * c->P;
+          valid_range(Wo, w->W, s, w->pw, kj, &w0, &w1);
+          const float *src = dcol + ((ch * w->kh + ki) * w->kw + kj) * N + b * c->P;
           if (s == 1 && w0 == 0 && w1 == Wo) {
-            float *out = dst + (h0 - w->pad + ki) * w->W + kj - w->pad;
-            for (int64_t oh = h0; oh < h1; oh++, out += w->W)
+            float *out = dst + (h0 * sh - w->ph + ki) * w->W + kj - w->pw;
+            for (int64_t oh = h0; oh < h1; oh++, out += sh * w->W)
               add_row(out, src + oh * Wo, Wo);
             continue;
           }
           for (int64_t oh = h0; oh < h1; oh++) {
-            float *out = dst + (oh * s - w->pad + ki) * w->W + (w0 * s - w->pad + kj);
+            float *out = dst + (oh * sh - w->ph + ki) * w->W + (w0 * s - w->pw + kj);
             const float *g = src + oh * Wo + w0;
             if (s == 1) {
               add_row(out, g, w1 - w0);
@@ -171,7 +172,7 @@ static int conv_setup(dd_layer *l) {
   if (l->spec.filters <= 0)
     return dd__layer_error(l, "needs 'filters' (output channels), e.g. {type: conv2d, filters: 16, kernel: 5}");
   dd__window g = dd__window_of(l, false);
-  int rc = dd__window_check(l, &g, -1);
+  int rc = dd__window_check(l, &g, false);
   if (rc)
     return rc;
   conv c = conv_of(l);
@@ -182,12 +183,12 @@ static int conv_setup(dd_layer *l) {
   l->out.d[0] = c.O;
   l->out.d[1] = g.Ho;
   l->out.d[2] = g.Wo;
-  int64_t wd[4] = {c.O, g.C, g.k, g.k};
-  if (!dd_layer_declare(l, false, "weight", 4, wd, l->spec.init, c.KK, c.O * g.k * g.k))
+  int64_t wd[4] = {c.O, g.C, g.kh, g.kw};
+  if (!dd_layer_declare(l, false, "weight", 4, wd, l->spec.init, c.KK, c.O * g.kh * g.kw))
     return dd__layer_error(l, "too many tensors");
   if (l->spec.bias) {
     int64_t bd[1] = {c.O};
-    if (!dd_layer_declare(l, false, "bias", 1, bd, DD_INIT_ZERO, c.KK, c.O * g.k * g.k))
+    if (!dd_layer_declare(l, false, "bias", 1, bd, DD_INIT_ZERO, c.KK, c.O * g.kh * g.kw))
       return dd__layer_error(l, "too many tensors");
   }
   /* one chunk of patches, of patch gradients, and of output (gradient) in
@@ -262,7 +263,8 @@ static int conv_backward(dd_layer *l, const dd_pass *p, const float *x, const fl
 const dd_layer_kind dd__layer_conv2d = {
     .name = "conv2d",
     .keys = "filters,kernel,stride,padding,bias,init",
-    .doc = "2-D convolution [C,H,W] -> [filters,Ho,Wo]; weight [filters, C, kernel, kernel], bias [filters]",
+    .doc = "2-D convolution [C,H,W] -> [filters,Ho,Wo]; weight [filters, C, kh, kw], bias [filters]; "
+           "kernel/stride/padding: n or [h, w]",
     .setup = conv_setup,
     .forward = conv_forward,
     .backward = conv_backward,

@@ -38,13 +38,13 @@ const dd_layer_kind *const dd_layer_kinds[] = {
 #define KEY(n, t, f, lo, hi)                                                                                           \
   { n, t, offsetof(dd_layer_spec, f), lo, hi }
 const dd_layer_key dd_layer_keys[] = {
-    KEY("units", DD_KEY_INT, units, 1, 1e9),     KEY("init", DD_KEY_INIT, init, 0, 0),
-    KEY("bias", DD_KEY_BOOL, bias, 0, 1),        KEY("filters", DD_KEY_INT, filters, 1, 1e9),
-    KEY("kernel", DD_KEY_INT, kernel, 1, 1e6),   KEY("stride", DD_KEY_INT, stride, 1, 1e6),
-    KEY("padding", DD_KEY_INT, padding, 0, 1e6), KEY("p", DD_KEY_FLOAT, p, 0, 0.999999),
-    KEY("eps", DD_KEY_FLOAT, eps, 1e-12, 1),     KEY("momentum", DD_KEY_FLOAT, momentum, 0, 1),
-    KEY("hidden", DD_KEY_INT, hidden, 1, 1e9),   KEY("vocab", DD_KEY_INT, vocab, 1, 1e9),
-    KEY("dim", DD_KEY_INT, dim, 1, 1e9),         KEY("sequences", DD_KEY_BOOL, sequences, 0, 1),
+    KEY("units", DD_KEY_INT, units, 1, 1e9),      KEY("init", DD_KEY_INIT, init, 0, 0),
+    KEY("bias", DD_KEY_BOOL, bias, 0, 1),         KEY("filters", DD_KEY_INT, filters, 1, 1e9),
+    KEY("kernel", DD_KEY_PAIR, kernel, 1, 1e6),   KEY("stride", DD_KEY_PAIR, stride, 1, 1e6),
+    KEY("padding", DD_KEY_PAIR, padding, 0, 1e6), KEY("p", DD_KEY_FLOAT, p, 0, 0.999999),
+    KEY("eps", DD_KEY_FLOAT, eps, 1e-12, 1),      KEY("momentum", DD_KEY_FLOAT, momentum, 0, 1),
+    KEY("hidden", DD_KEY_INT, hidden, 1, 1e9),    KEY("vocab", DD_KEY_INT, vocab, 1, 1e9),
+    KEY("dim", DD_KEY_INT, dim, 1, 1e9),          KEY("sequences", DD_KEY_BOOL, sequences, 0, 1),
     KEY("shape", DD_KEY_SHAPE, shape, 1, 1e9),
 };
 #undef KEY
@@ -62,7 +62,7 @@ void dd_layer_spec_defaults(dd_layer_spec *s, const char *type) {
   snprintf(s->type, sizeof s->type, "%s", type ? type : "");
   s->init = DD_INIT_AUTO;
   s->bias = true;
-  s->stride = 1;
+  s->stride[0] = s->stride[1] = 1;
   s->p = 0.5;
   s->eps = 1e-5;
   s->momentum = 0.1;

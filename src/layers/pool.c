@@ -1,9 +1,9 @@
-/* Pooling over [C, H, W]: max and average over k x k windows, global average.
+/* Pooling over [C, H, W]: max and average over kh x kw windows, global average.
  *
  * As torch.nn.MaxPool2d / AvgPool2d with ceil_mode=False: stride defaults to
- * the kernel, padding is at most half the kernel; max pooling pads with -inf
- * and takes the first maximum of a window, average pooling counts the
- * padding (count_include_pad=True, divisor k*k). */
+ * the kernel, padding is at most half the kernel in each dimension; max
+ * pooling pads with -inf and takes the first maximum of a window, average
+ * pooling counts the padding (count_include_pad=True, divisor kh*kw). */
 #include <float.h>
 #include <string.h>
 
@@ -11,7 +11,7 @@
 
 static int pool_setup(dd_layer *l) {
   dd__window g = dd__window_of(l, true);
-  int rc = dd__window_check(l, &g, l->spec.kernel / 2);
+  int rc = dd__window_check(l, &g, true);
   if (rc)
     return rc;
   l->out.ndim = 3;
@@ -27,7 +27,7 @@ typedef struct span {
 } span;
 
 static span window_span(const dd__window *g, int64_t oh, int64_t ow) {
-  span s = {oh * g->s - g->pad, oh * g->s - g->pad + g->k, ow * g->s - g->pad, ow * g->s - g->pad + g->k};
+  span s = {oh * g->sh - g->ph, oh * g->sh - g->ph + g->kh, ow * g->sw - g->pw, ow * g->sw - g->pw + g->kw};
   s.ih0 = s.ih0 < 0 ? 0 : s.ih0;
   s.iw0 = s.iw0 < 0 ? 0 : s.iw0;
   s.ih1 = s.ih1 > g->H ? g->H : s.ih1;
@@ -42,6 +42,10 @@ static int maxpool_setup(dd_layer *l) {
   int rc = pool_setup(l);
   l->ws_per_sample = dd_shape_size(l->out); /* int32 argmax per output */
   return rc;
+}
+
+static bool is_2x2(const dd__window *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0;
 }
 
 /* 2 x 2 windows, stride 2, no padding: branch-free (the comparisons of
@@ -75,7 +79,7 @@ static int maxpool_forward(dd_layer *l, const dd_pass *p, const float *x, float 
     float *out = y + bc * g.Ho * g.Wo;
     int32_t *a = arg + bc * g.Ho * g.Wo;
     const int32_t base = (int32_t)((bc % g.C) * HW);
-    if (g.k == 2 && g.s == 2 && g.pad == 0) {
+    if (is_2x2(&g)) {
       maxpool_2x2(out, a, in, &g, base);
       continue;
     }
@@ -101,7 +105,7 @@ static int maxpool_backward(dd_layer *l, const dd_pass *p, const float *x, const
     return DD_OK;
   const int32_t *arg = (const int32_t *)l->ws;
   const dd__window win = dd__window_of(l, true);
-  if (win.k == 2 && win.s == 2 && win.pad == 0 && win.H % 2 == 0 && win.W % 2 == 0) {
+  if (is_2x2(&win) && win.H % 2 == 0 && win.W % 2 == 0) {
     /* the windows tile the input: write every dx once instead of zeroing first */
     const int64_t n = (int64_t)p->B * win.C, HW = win.H * win.W;
     for (int64_t bc = 0; bc < n; bc++) {
@@ -134,7 +138,7 @@ static int maxpool_backward(dd_layer *l, const dd_pass *p, const float *x, const
 static int avgpool_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   const dd__window g = dd__window_of(l, true);
   const int64_t HW = g.H * g.W, n = (int64_t)p->B * g.C;
-  const float inv = 1.0f / (float)(g.k * g.k);
+  const float inv = 1.0f / (float)(g.kh * g.kw);
   for (int64_t bc = 0; bc < n; bc++) {
     const float *in = x + bc * HW;
     float *out = y + bc * g.Ho * g.Wo;
@@ -158,7 +162,7 @@ static int avgpool_backward(dd_layer *l, const dd_pass *p, const float *x, const
     return DD_OK;
   const dd__window g = dd__window_of(l, true);
   const int64_t HW = g.H * g.W, n = (int64_t)p->B * g.C;
-  const float inv = 1.0f / (float)(g.k * g.k);
+  const float inv = 1.0f / (float)(g.kh * g.kw);
   memset(dx, 0, sizeof(float) * (size_t)((int64_t)p->B * l->in_size));
   for (int64_t bc = 0; bc < n; bc++) {
     float *d = dx + bc * HW;
@@ -215,7 +219,7 @@ static int gap_backward(dd_layer *l, const dd_pass *p, const float *x, const flo
 const dd_layer_kind dd__layer_maxpool2d = {
     .name = "maxpool2d",
     .keys = "kernel,stride,padding",
-    .doc = "max over kernel x kernel windows of [C,H,W]; stride defaults to kernel",
+    .doc = "max over kh x kw windows of [C,H,W]; stride defaults to kernel; kernel/stride/padding: n or [h, w]",
     .setup = maxpool_setup,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
@@ -224,7 +228,8 @@ const dd_layer_kind dd__layer_maxpool2d = {
 const dd_layer_kind dd__layer_avgpool2d = {
     .name = "avgpool2d",
     .keys = "kernel,stride,padding",
-    .doc = "mean over kernel x kernel windows of [C,H,W] (padding counted); stride defaults to kernel",
+    .doc = "mean over kh x kw windows of [C,H,W] (padding counted); stride defaults to kernel; kernel/stride/padding: "
+           "n or [h, w]",
     .setup = pool_setup,
     .forward = avgpool_forward,
     .backward = avgpool_backward,

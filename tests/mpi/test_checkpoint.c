@@ -90,8 +90,8 @@ static dd_model *build_cnn(int filters) {
   for (int i = 0; i < 7; i++)
     dd_layer_spec_defaults(&s[i], types[i]);
   s[0].filters = filters;
-  s[0].kernel = 3;
-  s[3].kernel = 2;
+  s[0].kernel[0] = s[0].kernel[1] = 3;
+  s[3].kernel[0] = s[3].kernel[1] = 2;
   s[6].units = 3;
   dd_model_spec spec = {.input = {3, {1, 6, 6}}, .nlayers = 7, .layers = s};
   dd_model *m = NULL;

@@ -96,6 +96,17 @@ static const eq_case cases[] = {
      0,
      1e-5,
      NULL},
+    /* non-square kernels, strides and paddings ([height, width]) in conv2d and both pools */
+    {"cnn-nonsquare",
+     "model: {layers: [{type: conv2d, filters: 4, kernel: [2, 3], stride: [1, 2], padding: [1, 0]}, relu,\n"
+     "  {type: maxpool2d, kernel: [3, 2], stride: [2, 1], padding: [1, 0]}, {type: avgpool2d, kernel: [1, 3]},\n"
+     "  flatten, {type: dense, units: 4}]}\n"
+     "optim: {name: sgd, lr: 0.05, momentum: 0.9}\n"
+     "train: {batch_size: 12, epochs: 2, seed: 9}\n",
+     {.samples = 50, .classes = 4, .noise = 0.3, .seed = 5, .image = {3, {1, 8, 9}}},
+     0,
+     1e-5,
+     NULL},
     /* flat [N, D] data with a declared image shape; uneven shares (10 over 4
      * ranks: 3, 3, 2, 2), average pooling, global average pooling, batch
      * norm over features, Adam. No bias right before a batch norm: its

@@ -125,6 +125,75 @@ static void errors_name_key_and_line(void) {
   expect_error(good, 2, nesterov, "optim.nesterov needs optim.momentum > 0", NULL);
 }
 
+/* kernel, stride, padding: one integer for both dimensions or [height, width]
+ * (PyTorch's (h, w) tuples), in the file and on the command line */
+static void window_keys_take_pairs(void) {
+  const char *t = "model:\n"
+                  "  layers:\n"
+                  "    - {type: conv2d, filters: 8, kernel: [1, 3], stride: [1, 2], padding: [0, 1]}\n"
+                  "    - {type: maxpool2d, kernel: 2}\n"
+                  "    - type: avgpool2d\n"
+                  "      kernel: [3, 2]\n"
+                  "      padding:\n"
+                  "        - 1\n"
+                  "        - 0\n";
+  dd_config *c = NULL;
+  CHECK_OK(dd_config_parse(t, "run.yaml", 0, NULL, &c));
+  if (!c)
+    return;
+  const dd_layer_spec *l = c->layers;
+  CHECK(l[0].kernel[0] == 1 && l[0].kernel[1] == 3);
+  CHECK(l[0].stride[0] == 1 && l[0].stride[1] == 2);
+  CHECK(l[0].padding[0] == 0 && l[0].padding[1] == 1);
+  CHECK(l[1].kernel[0] == 2 && l[1].kernel[1] == 2);      /* an integer: both */
+  CHECK(l[1].stride[0] == 1 && l[1].stride[1] == 1);      /* default */
+  CHECK(!(l[1].set >> dd_layer_key_find("stride") & 1u)); /* not given: pools use the kernel */
+  CHECK(l[2].kernel[0] == 3 && l[2].kernel[1] == 2 && l[2].padding[0] == 1 && l[2].padding[1] == 0);
+  dd_config_free(c);
+  char *ov[] = {"model.layers.1.kernel=[2,3]", "model.layers.0.stride=2", "model.layers.1.padding=[1, 0]"};
+  CHECK_OK(dd_config_parse(t, "run.yaml", 3, ov, &c));
+  if (!c)
+    return;
+  l = c->layers;
+  CHECK(l[1].kernel[0] == 2 && l[1].kernel[1] == 3 && l[1].padding[0] == 1 && l[1].padding[1] == 0);
+  CHECK(l[0].stride[0] == 2 && l[0].stride[1] == 2);
+  /* the effective config text keeps the lists */
+  dd_config *d = NULL;
+  CHECK_OK(dd_config_parse(c->text, "effective", 0, NULL, &d));
+  if (d) {
+    CHECK(d->layers[1].kernel[0] == 2 && d->layers[1].kernel[1] == 3);
+    CHECK(d->layers[0].kernel[0] == 1 && d->layers[0].kernel[1] == 3);
+    dd_config_free(d);
+  }
+  dd_config_free(c);
+  const char *m = "model:\n  layers:\n    - {type: conv2d, filters: 2, kernel: 3}\n";
+  char *three[] = {"model.layers.0.kernel=[1,2,3]"};
+  expect_error(m, 1, three,
+               "command line 'model.layers.0.kernel=[1,2,3]': model.layers[0].kernel: expected one integer or a list "
+               "[height, width] of two, got a list of 3; write e.g. kernel: 3 or kernel: [1, 3]",
+               NULL);
+  expect_error(
+      "model:\n  layers:\n    - {type: conv2d, filters: 2, kernel: [3]}\n", 0, NULL,
+      "run.yaml:3: model.layers[0].kernel: expected one integer or a list [height, width] of two, got a list of 1",
+      NULL);
+  expect_error("model:\n  layers:\n    - {type: maxpool2d, kernel: {h: 2}}\n", 0, NULL,
+               "model.layers[0].kernel: expected one integer or a list [height, width] of two, got a section", NULL);
+  expect_error("model:\n  layers:\n    - {type: conv2d, filters: 2, kernel: [3, 1.5]}\n", 0, NULL,
+               "run.yaml:3: model.layers[0].kernel[1] (width): expected an integer in [1, 1000000], got '1.5'", NULL);
+  expect_error("model:\n  layers:\n    - {type: conv2d, filters: 2, kernel: [0, 3]}\n", 0, NULL,
+               "model.layers[0].kernel[0] (height): expected an integer in [1, 1000000], got '0'", NULL);
+  expect_error("model:\n  layers:\n    - {type: avgpool2d, kernel: 2, stride: [2, 0]}\n", 0, NULL,
+               "model.layers[0].stride[1] (width): expected an integer in [1, 1000000], got '0'", NULL);
+  expect_error("model:\n  layers:\n    - {type: conv2d, filters: 2, kernel: 3, padding: [-1, 0]}\n", 0, NULL,
+               "model.layers[0].padding[0] (height): expected an integer in [0, 1000000], got '-1'", NULL);
+  expect_error("model:\n  layers:\n    - {type: conv2d, filters: 2, kernel: [3, [1]]}\n", 0, NULL,
+               "model.layers[0].kernel[1] (width): expected an integer in [1, 1000000], got a list", NULL);
+  char *neg[] = {"model.layers.0.padding=-1"};
+  expect_error(m, 1, neg,
+               "model.layers[0].padding: expected an integer in [0, 1000000] or a list [height, width], got '-1'",
+               NULL);
+}
+
 /* optimizer and schedule keys: one-line errors naming the key */
 static void optim_errors_name_the_key(void) {
   const char *m = "model:\n  layers: [relu]\n";
@@ -191,6 +260,7 @@ int main(void) {
   RUN(parses_good_config);
   RUN(overrides_apply);
   RUN(errors_name_key_and_line);
+  RUN(window_keys_take_pairs);
   RUN(optim_errors_name_the_key);
   RUN(reference_lists_keys);
   return dd_test_failures ? 1 : 0;

@@ -167,7 +167,7 @@ static void registry_and_keys(void) {
   CHECK_CONTAINS(dd_layer_kind_names(names, sizeof names), "dense");
   dd_layer_spec s;
   dd_layer_spec_defaults(&s, "dense");
-  CHECK(s.bias && s.units == 0 && s.stride == 1);
+  CHECK(s.bias && s.units == 0 && s.stride[0] == 1 && s.stride[1] == 1);
 }
 
 int main(void) {

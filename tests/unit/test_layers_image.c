@@ -1,9 +1,11 @@
-/* image layers: conv2d and pooling against naive loops, finite-difference
+/* image layers: conv2d and pooling against naive loops and PyTorch (conv_ref.h), finite-difference
  * checks of conv2d, pools, dropout, batch norm and small CNNs, dropout and
  * batch-norm semantics, setup errors. */
+#include <stdio.h>
 #include <string.h>
 
 #include "check.h"
+#include "conv_ref.h"
 #include "ddtrain/model.h"
 #include "gradcheck.h"
 
@@ -20,12 +22,13 @@ static void given(dd_layer_spec *s, const char *name) {
   s->set |= (uint64_t)1 << dd_layer_key_find(name);
 }
 
-static dd_layer_spec conv(int filters, int kernel, int stride, int padding, bool bias) {
+/* kernel kh x kw, stride sh, sw, padding ph, pw: [height, width] as in the config */
+static dd_layer_spec conv_hw(int filters, int kh, int kw, int sh, int sw, int ph, int pw, bool bias) {
   dd_layer_spec s = L("conv2d");
   s.filters = filters;
-  s.kernel = kernel;
-  s.stride = stride;
-  s.padding = padding;
+  s.kernel[0] = kh, s.kernel[1] = kw;
+  s.stride[0] = sh, s.stride[1] = sw;
+  s.padding[0] = ph, s.padding[1] = pw;
   s.bias = bias;
   given(&s, "filters");
   given(&s, "kernel");
@@ -34,17 +37,25 @@ static dd_layer_spec conv(int filters, int kernel, int stride, int padding, bool
   return s;
 }
 
-/* stride < 0: not given (defaults to the kernel) */
-static dd_layer_spec pool(const char *type, int kernel, int stride, int padding) {
+static dd_layer_spec conv(int filters, int kernel, int stride, int padding, bool bias) {
+  return conv_hw(filters, kernel, kernel, stride, stride, padding, padding, bias);
+}
+
+/* sh < 0: stride not given (defaults to the kernel) */
+static dd_layer_spec pool_hw(const char *type, int kh, int kw, int sh, int sw, int ph, int pw) {
   dd_layer_spec s = L(type);
-  s.kernel = kernel;
+  s.kernel[0] = kh, s.kernel[1] = kw;
   given(&s, "kernel");
-  if (stride > 0) {
-    s.stride = stride;
+  if (sh > 0) {
+    s.stride[0] = sh, s.stride[1] = sw;
     given(&s, "stride");
   }
-  s.padding = padding;
+  s.padding[0] = ph, s.padding[1] = pw;
   return s;
+}
+
+static dd_layer_spec pool(const char *type, int kernel, int stride, int padding) {
+  return pool_hw(type, kernel, kernel, stride, stride, padding, padding);
 }
 
 static dd_layer_spec dense(int units) {
@@ -77,14 +88,15 @@ static void fill_normal(float *x, int64_t n, uint64_t seed) {
 
 /* ---- forward against naive loops --------------------------------------- */
 
-/* y[b, o, oh, ow] = bias[o] + sum_{c,ki,kj} W[o, c, ki, kj] x[b, c, oh*s - p + ki, ow*s - p + kj] */
-static void conv_case(int B, int C, int H, int W, int O, int k, int s, int p, bool bias) {
-  dd_layer_spec sp[] = {conv(O, k, s, p, bias)};
+/* y[b, o, oh, ow] = bias[o] + sum_{c,ki,kj} W[o, c, ki, kj] x[b, c, oh*sh - ph + ki, ow*sw - pw + kj] */
+static void conv_case_hw(int B, int C, int H, int W, int O, int kh, int kw, int sh, int sw, int ph, int pw, bool bias) {
+  dd_layer_spec sp[] = {conv_hw(O, kh, kw, sh, sw, ph, pw, bias)};
   dd_shape in = {3, {C, H, W}};
   dd_model *m = build(sp, 1, in, B);
   if (!m)
     return;
-  const int Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1;
+  const int Ho = (H + 2 * ph - kh) / sh + 1, Wo = (W + 2 * pw - kw) / sw + 1;
+  CHECK(m->layers[0].param[0].dims[2] == kh && m->layers[0].param[0].dims[3] == kw);
   CHECK_INT(m->layers[0].out.d[0], O);
   CHECK_INT(m->layers[0].out.d[1], Ho);
   CHECK_INT(m->layers[0].out.d[2], Wo);
@@ -103,18 +115,23 @@ static void conv_case(int B, int C, int H, int W, int O, int k, int s, int p, bo
         for (int ow = 0; ow < Wo; ow++) {
           double acc = bs ? bs[o] : 0.0;
           for (int c = 0; c < C; c++)
-            for (int ki = 0; ki < k; ki++)
-              for (int kj = 0; kj < k; kj++) {
-                int ih = oh * s - p + ki, iw = ow * s - p + kj;
+            for (int ki = 0; ki < kh; ki++)
+              for (int kj = 0; kj < kw; kj++) {
+                int ih = oh * sh - ph + ki, iw = ow * sw - pw + kj;
                 if (ih >= 0 && ih < H && iw >= 0 && iw < W)
-                  acc += (double)Wt[((o * C + c) * k + ki) * k + kj] * x[((b * C + c) * H + ih) * W + iw];
+                  acc += (double)Wt[((o * C + c) * kh + ki) * kw + kj] * x[((b * C + c) * H + ih) * W + iw];
               }
           double got = y[((b * O + o) * Ho + oh) * Wo + ow];
           worst = fmax(worst, fabs(got - acc) / fmax(1.0, fabs(acc)));
         }
   if (!(worst <= 1e-5))
-    DD_FAIL_AT("conv %dx%dx%d k%d s%d p%d: max error %.3g vs naive loops", C, H, W, k, s, p, worst);
+    DD_FAIL_AT("conv %dx%dx%d k[%d,%d] s[%d,%d] p[%d,%d]: max error %.3g vs naive loops", C, H, W, kh, kw, sh, sw, ph,
+               pw, worst);
   dd_model_free(m);
+}
+
+static void conv_case(int B, int C, int H, int W, int O, int k, int s, int p, bool bias) {
+  conv_case_hw(B, C, H, W, O, k, k, s, s, p, p, bias);
 }
 
 static void conv_forward_matches_naive(void) {
@@ -124,6 +141,11 @@ static void conv_forward_matches_naive(void) {
   conv_case(3, 2, 5, 7, 2, 2, 3, 1, true);   /* stride larger than the kernel */
   conv_case(7, 2, 6, 6, 3, 3, 1, 0, true);   /* 16 output pixels: chunks of 4 samples, the last one short */
   conv_case(3, 2, 22, 22, 3, 3, 1, 0, true); /* one sample per GEMM */
+  /* non-square kernels, strides and paddings ([height, width]) */
+  conv_case_hw(3, 2, 7, 9, 4, 2, 3, 1, 2, 1, 0, true);
+  conv_case_hw(2, 3, 5, 8, 2, 1, 3, 1, 1, 0, 1, false); /* (1, 3), the lean stride-1 path in width */
+  conv_case_hw(2, 2, 9, 6, 3, 3, 1, 2, 1, 0, 0, true);  /* (3, 1), stride only in height */
+  conv_case_hw(7, 1, 4, 6, 2, 3, 2, 1, 1, 1, 0, true);  /* chunks of several samples */
 }
 
 /* Forward keeps the patches for backward when they fit a budget, and
@@ -159,13 +181,15 @@ static void conv_workspace_strategies_agree(void) {
   dd_model_free(rebuild);
 }
 
-static void pool_case(const char *type, int B, int C, int H, int W, int k, int s, int p) {
-  dd_layer_spec sp[] = {pool(type, k, s, p)};
+static void pool_case_hw(const char *type, int B, int C, int H, int W, int kh, int kw, int sh, int sw, int ph, int pw) {
+  dd_layer_spec sp[] = {pool_hw(type, kh, kw, sh, sw, ph, pw)};
   dd_shape in = {3, {C, H, W}};
   dd_model *m = build(sp, 1, in, B);
   if (!m)
     return;
-  const int st = s > 0 ? s : k, Ho = (H + 2 * p - k) / st + 1, Wo = (W + 2 * p - k) / st + 1;
+  if (sh <= 0)
+    sh = kh, sw = kw;
+  const int Ho = (H + 2 * ph - kh) / sh + 1, Wo = (W + 2 * pw - kw) / sw + 1;
   CHECK_INT(m->layers[0].out.d[1], Ho);
   CHECK_INT(m->layers[0].out.d[2], Wo);
   fill_normal(m->acts[0], (int64_t)B * C * H * W, 6);
@@ -178,19 +202,24 @@ static void pool_case(const char *type, int B, int C, int H, int W, int k, int s
     for (int oh = 0; oh < Ho; oh++)
       for (int ow = 0; ow < Wo; ow++) {
         double acc = is_max ? -INFINITY : 0.0;
-        for (int ki = 0; ki < k; ki++)
-          for (int kj = 0; kj < k; kj++) {
-            int ih = oh * st - p + ki, iw = ow * st - p + kj;
+        for (int ki = 0; ki < kh; ki++)
+          for (int kj = 0; kj < kw; kj++) {
+            int ih = oh * sh - ph + ki, iw = ow * sw - pw + kj;
             double v = ih >= 0 && ih < H && iw >= 0 && iw < W ? x[(bc * H + ih) * W + iw] : (is_max ? -INFINITY : 0);
             acc = is_max ? fmax(acc, v) : acc + v;
           }
         if (!is_max)
-          acc /= k * k;
+          acc /= kh * kw;
         worst = fmax(worst, fabs(m->acts[1][(bc * Ho + oh) * Wo + ow] - acc));
       }
   if (!(worst <= 1e-6))
-    DD_FAIL_AT("%s %dx%d k%d s%d p%d: max error %.3g vs naive loops", type, H, W, k, st, p, worst);
+    DD_FAIL_AT("%s %dx%d k[%d,%d] s[%d,%d] p[%d,%d]: max error %.3g vs naive loops", type, H, W, kh, kw, sh, sw, ph, pw,
+               worst);
   dd_model_free(m);
+}
+
+static void pool_case(const char *type, int B, int C, int H, int W, int k, int s, int p) {
+  pool_case_hw(type, B, C, H, W, k, k, s, s, p, p);
 }
 
 static void pool_forward_matches_naive(void) {
@@ -199,7 +228,10 @@ static void pool_forward_matches_naive(void) {
     pool_case(types[t], 2, 3, 8, 8, 2, -1, 0); /* stride defaults to the kernel */
     pool_case(types[t], 2, 2, 7, 9, 3, 2, 1);
     pool_case(types[t], 1, 2, 5, 6, 2, 1, 1);
-    pool_case(types[t], 2, 1, 7, 7, 3, -1, 0); /* a remainder row and column are dropped */
+    pool_case(types[t], 2, 1, 7, 7, 3, -1, 0);              /* a remainder row and column are dropped */
+    pool_case_hw(types[t], 2, 2, 7, 9, 2, 3, 1, 2, 1, 0);   /* non-square kernel, stride and padding */
+    pool_case_hw(types[t], 2, 2, 6, 9, 2, 3, -1, -1, 0, 1); /* stride defaults to the kernel, (2, 3) */
+    pool_case_hw(types[t], 1, 3, 8, 8, 2, 2, 2, 1, 0, 0);   /* 2 x 2 windows that are not the fast path */
   }
   dd_layer_spec sp[] = {L("global_avgpool")};
   dd_shape in = {3, {3, 4, 5}};
@@ -219,6 +251,63 @@ static void pool_forward_matches_naive(void) {
   dd_model_free(m);
 }
 
+/* ---- against PyTorch (conv_ref.h, from gen_conv_ref.py) ---------------- */
+
+/* nn.Conv2d(C, O, (2, 3), stride=(1, 2), padding=(1, 0)) with its weight
+ * copied one to one into ours: the layout [O, C, kh, kw], the geometry and
+ * the gradients of sum(w * y) as PyTorch computes them. */
+static void conv_matches_torch(void) {
+  dd_layer_spec sp[] = {conv_hw(REF_O, REF_KH, REF_KW, REF_SH, REF_SW, REF_PH, REF_PW, true)};
+  dd_model *m = build(sp, 1, (dd_shape){3, {REF_C, REF_H, REF_W}}, REF_B);
+  if (!m)
+    return;
+  dd_layer *l = &m->layers[0];
+  CHECK(l->out.d[0] == REF_O && l->out.d[1] == CONV_HO && l->out.d[2] == CONV_WO);
+  CHECK_INT(l->param[0].size, (int64_t)(sizeof CONV_weight / sizeof(float)));
+  CHECK(l->param[0].dims[2] == REF_KH && l->param[0].dims[3] == REF_KW);
+  memcpy(l->param[0].data, CONV_weight, sizeof CONV_weight);
+  memcpy(l->param[1].data, CONV_bias, sizeof CONV_bias);
+  memcpy(m->acts[0], REF_x, sizeof REF_x);
+  dd_pass p = {.B = REF_B, .B_global = REF_B};
+  CHECK_OK(dd_model_forward(m, &p));
+  check_close("conv2d y", m->acts[1], CONV_y, (int64_t)(sizeof CONV_y / sizeof(float)), 1e-5);
+  dd_model_zero_grad(m);
+  float dx[sizeof REF_x / sizeof(float)];
+  CHECK_OK(l->kind->backward(l, &p, m->acts[0], m->acts[1], CONV_w, dx));
+  check_close("conv2d d weight", l->param[0].grad, CONV_dweight, (int64_t)(sizeof CONV_dweight / sizeof(float)), 1e-5);
+  check_close("conv2d d bias", l->param[1].grad, CONV_dbias, REF_O, 1e-5);
+  check_close("conv2d d x", dx, CONV_dx, (int64_t)(sizeof CONV_dx / sizeof(float)), 1e-5);
+  dd_model_free(m);
+}
+
+/* nn.MaxPool2d and nn.AvgPool2d (count_include_pad=True) with the same window */
+static void pools_match_torch(void) {
+  const struct {
+    const char *type;
+    const float *y, *dx;
+  } refs[] = {{"maxpool2d", MAXPOOL_y, MAXPOOL_dx}, {"avgpool2d", AVGPOOL_y, AVGPOOL_dx}};
+  enum { N = REF_B * REF_C * REF_H * REF_W };
+  for (int t = 0; t < 2; t++) {
+    dd_layer_spec sp[] = {pool_hw(refs[t].type, REF_KH, REF_KW, REF_SH, REF_SW, REF_PH, REF_PW)};
+    dd_model *m = build(sp, 1, (dd_shape){3, {REF_C, REF_H, REF_W}}, REF_B);
+    if (!m)
+      return;
+    dd_layer *l = &m->layers[0];
+    CHECK(l->out.d[1] == POOL_HO && l->out.d[2] == POOL_WO);
+    memcpy(m->acts[0], POOL_x, sizeof POOL_x);
+    dd_pass p = {.B = REF_B, .B_global = REF_B};
+    CHECK_OK(dd_model_forward(m, &p));
+    char what[64];
+    snprintf(what, sizeof what, "%s y", refs[t].type);
+    check_close(what, m->acts[1], refs[t].y, REF_B * REF_C * POOL_HO * POOL_WO, 1e-6);
+    float dx[N];
+    CHECK_OK(l->kind->backward(l, &p, m->acts[0], m->acts[1], POOL_w, dx));
+    snprintf(what, sizeof what, "%s d x", refs[t].type);
+    check_close(what, dx, refs[t].dx, N, 1e-6);
+    dd_model_free(m);
+  }
+}
+
 /* ---- finite-difference checks ------------------------------------------ */
 
 static void conv_gradients(void) {
@@ -231,6 +320,10 @@ static void conv_gradients(void) {
   CHECK_GRADS("conv2d stride 2 padding 1 without bias", b, 1, in, &o);
   dd_layer_spec c[] = {conv(2, 2, 3, 2, true)};
   CHECK_GRADS("conv2d stride 3 padding 2", c, 1, in, &o);
+  dd_layer_spec hw[] = {conv_hw(3, 2, 3, 1, 2, 1, 0, true)};
+  CHECK_GRADS("conv2d kernel [2, 3] stride [1, 2] padding [1, 0]", hw, 1, in, &o);
+  dd_layer_spec hw2[] = {conv_hw(2, 3, 1, 2, 1, 0, 1, false)};
+  CHECK_GRADS("conv2d kernel [3, 1] stride [2, 1] padding [0, 1]", hw2, 1, in, &o);
   /* 16 output pixels: chunks of 4 samples then 3, the batched GEMM path */
   o.B = 7;
   dd_shape small = {3, {2, 6, 6}};
@@ -248,6 +341,8 @@ static void pool_gradients(void) {
     CHECK_GRADS(types[t], a, 1, in, &o);
     dd_layer_spec b[] = {pool(types[t], 3, 2, 1)}; /* overlapping windows, padding */
     CHECK_GRADS(types[t], b, 1, in, &o);
+    dd_layer_spec c[] = {pool_hw(types[t], 2, 3, 1, 2, 1, 0)}; /* kernel [2, 3] stride [1, 2] padding [1, 0] */
+    CHECK_GRADS(types[t], c, 1, in, &o);
   }
   dd_shape even = {3, {2, 6, 8}}; /* 2 x 2 windows tiling the input: the fast path */
   dd_layer_spec m[] = {pool("maxpool2d", 2, -1, 0)};
@@ -459,6 +554,22 @@ static void setup_errors(void) {
   dd_shape seq = {2, {5, 4}};
   dd_layer_spec h[] = {L("batchnorm")};
   expect_build_error(h, 1, seq, "(batchnorm): normalises [D] features or [C, H, W] images but gets 5x4");
+  /* non-square: the message names the dimension that does not fit */
+  dd_layer_spec i[] = {conv_hw(4, 2, 9, 1, 1, 1, 0, true)};
+  expect_build_error(i, 1, img,
+                     "(conv2d): kernel [2, 9] is larger than the input 1x6x6 padded by [1, 0] in width; use a kernel "
+                     "width <= 6 or more padding");
+  dd_layer_spec j[] = {pool_hw("avgpool2d", 9, 3, -1, -1, 1, 1)};
+  expect_build_error(j, 1, img,
+                     "(avgpool2d): kernel [9, 3] is larger than the input 1x6x6 padded by 1 in height; use "
+                     "a kernel height <= 8");
+  dd_layer_spec k[] = {pool_hw("maxpool2d", 3, 2, -1, -1, 1, 2)};
+  expect_build_error(k, 1, img,
+                     "(maxpool2d): padding [1, 2] is more than half the kernel [3, 2] in width; use a width "
+                     "padding <= 1");
+  dd_layer_spec q[] = {pool_hw("maxpool2d", 1, 4, -1, -1, 1, 0)}; /* PyTorch: pad <= kernel / 2 per dimension */
+  expect_build_error(q, 1, img,
+                     "padding [1, 0] is more than half the kernel [1, 4] in height; use a height padding <= 0");
 }
 
 static void registry(void) {
@@ -478,12 +589,25 @@ static void registry(void) {
   CHECK(w->dims[0] == 8 && w->dims[1] == 3 && w->dims[2] == 5 && w->dims[3] == 5);
   CHECK_INT(w->fan_in, 75);
   dd_model_free(m);
+  /* non-square: [filters, C, kh, kw], fan-in C*kh*kw, fan-out filters*kh*kw */
+  dd_layer_spec r[] = {conv_hw(8, 1, 3, 1, 2, 0, 1, true)};
+  m = build(r, 1, in, 1);
+  if (!m)
+    return;
+  w = &m->layers[0].param[0];
+  CHECK(w->dims[0] == 8 && w->dims[1] == 3 && w->dims[2] == 1 && w->dims[3] == 3);
+  CHECK_INT(w->fan_in, 9);
+  CHECK_INT(w->fan_out, 24);
+  CHECK(m->layers[0].out.d[1] == 10 && m->layers[0].out.d[2] == 5); /* (10 - 1) / 1 + 1, (10 + 2 - 3) / 2 + 1 */
+  dd_model_free(m);
 }
 
 int main(void) {
   RUN(conv_forward_matches_naive);
   RUN(conv_workspace_strategies_agree);
   RUN(pool_forward_matches_naive);
+  RUN(conv_matches_torch);
+  RUN(pools_match_torch);
   RUN(conv_gradients);
   RUN(pool_gradients);
   RUN(maxpool_ties_are_skipped);

@@ -161,20 +161,6 @@ static void set_param(dd_layer *l, const char *name, const float *v, int64_t n) 
   DD_FAIL_AT("layer has no parameter %s", name);
 }
 
-static void check_close(const char *what, const float *got, const float *want, int64_t n, double tol) {
-  double worst = 0;
-  int64_t at = 0;
-  for (int64_t i = 0; i < n; i++) {
-    double e = fabs((double)got[i] - want[i]) / fmax(1.0, fabs((double)want[i]));
-    if (e > worst) {
-      worst = e;
-      at = i;
-    }
-  }
-  if (!(worst <= tol))
-    DD_FAIL_AT("%s[%lld]: %.9g, PyTorch %.9g (tol %g)", what, (long long)at, (double)got[at], (double)want[at], tol);
-}
-
 typedef struct torch_ref {
   const char *kind;
   int G;

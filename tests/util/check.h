@@ -3,6 +3,7 @@
 #define DDTRAIN_TEST_CHECK_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +51,22 @@ extern const char *dd_test_name;
     if (!h_ || !strstr(h_, n_))                                                                                        \
       DD_FAIL_AT("'%s' does not contain '%s'", h_ ? h_ : "(null)", n_);                                                \
   } while (0)
+
+/* got[0..n) against reference values want[0..n) (e.g. from PyTorch):
+ * |got - want| <= tol * max(1, |want|); a failure names the worst entry. */
+static inline void check_close(const char *what, const float *got, const float *want, int64_t n, double tol) {
+  double worst = 0;
+  int64_t at = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double e = fabs((double)got[i] - want[i]) / fmax(1.0, fabs((double)want[i]));
+    if (e > worst) {
+      worst = e;
+      at = i;
+    }
+  }
+  if (!(worst <= tol))
+    DD_FAIL_AT("%s[%lld]: %.9g, reference %.9g (tol %g)", what, (long long)at, (double)got[at], (double)want[at], tol);
+}
 
 /* Define the globals once per test program. */
 #define DD_TEST_GLOBALS                                                                                                \
