@@ -11,7 +11,7 @@
 /* ---- CSV --------------------------------------------------------------- */
 
 typedef struct csv_row {
-  char *line; /* owned copy, fields point into it */
+  char *line;     /* owned copy, fields point into it */
   int64_t lineno; /* in the file, for messages */
   int nf;
   char **f;
@@ -236,8 +236,8 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
         } else if (numeric_labels) {
           parse_double(f[j], &v);
           if (v < 0 || v > 2147483647.0)
-            rc = dd_error(DD_EDATA, "%s:%lld: label %s is negative or too large; class ids must be 0..K-1",
-                          csv, (long long)line_no, f[j]);
+            rc = dd_error(DD_EDATA, "%s:%lld: label %s is negative or too large; class ids must be 0..K-1", csv,
+                          (long long)line_no, f[j]);
           else
             ds->yc[i] = (int32_t)v;
         } else {
@@ -247,9 +247,8 @@ int dd_data_import_csv(const char *csv, const char *label, bool regression, dd_d
         continue;
       }
       if (!parse_double(f[j], &v))
-        rc = dd_error(DD_EDATA, "%s:%lld: column %d%s%s%s: '%s' is not a number; features must be numeric",
-                      csv, (long long)line_no, j, header ? " ('" : "", header ? rows[0].f[j] : "", header ? "')" : "",
-                      f[j]);
+        rc = dd_error(DD_EDATA, "%s:%lld: column %d%s%s%s: '%s' is not a number; features must be numeric", csv,
+                      (long long)line_no, j, header ? " ('" : "", header ? rows[0].f[j] : "", header ? "')" : "", f[j]);
       x[k++] = (float)v;
     }
   }

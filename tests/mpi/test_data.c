@@ -11,7 +11,9 @@ DD_TEST_GLOBALS;
 static dd_comm *world;
 static const char *scratch;
 
-static void path(char *buf, const char *name) { snprintf(buf, 1024, "%s/%s", scratch, name); }
+static void path(char *buf, const char *name) {
+  snprintf(buf, 1024, "%s/%s", scratch, name);
+}
 
 /* rank 0 writes arrays; everyone waits */
 static void write_file(const char *p, const dd_array *a, int n) {

@@ -44,8 +44,8 @@ static void coverage(int64_t n, int64_t B, bool drop_last, int64_t epoch) {
 static void shards_cover_each_epoch(void) {
   coverage(1000, 64, false, 0);
   coverage(1000, 64, true, 1);
-  coverage(37, 5, false, 2);  /* last global batch smaller than 4 ranks */
-  coverage(7, 7, false, 3);   /* one batch */
+  coverage(37, 5, false, 2); /* last global batch smaller than 4 ranks */
+  coverage(7, 7, false, 3);  /* one batch */
   coverage(10, 3, true, 4);
 }
 
