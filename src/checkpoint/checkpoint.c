@@ -253,12 +253,9 @@ int dd_checkpoint_save_with_vocab(dd_comm *c, const char *dir, int keep, const d
 /* ---- load -------------------------------------------------------------- */
 
 static int open_ckpt(const char *path, hid_t *f) {
-  int rc = dd__h5_check_readable(path, "checkpoint");
+  int rc = dd__h5_open_read(path, "checkpoint", f);
   if (rc)
     return rc;
-  *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (*f < 0)
-    return DD_H5_FAIL("H5Fopen", path);
   char fmt[64];
   int64_t ver = 0;
   if (dd__h5_read_attr_str(*f, "format", fmt, sizeof fmt) != 0 || strcmp(fmt, DD_CKPT_FORMAT) != 0) {

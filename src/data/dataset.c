@@ -65,12 +65,10 @@ static int open_array(hid_t f, const dd_dataset *ds, const char *name, const cha
 }
 
 static int read_on_root(dd_dataset *ds, const char *key, load_header *h) {
-  int rc = dd__h5_check_readable(ds->path, key);
+  hid_t f = -1;
+  int rc = dd__h5_open_read(ds->path, key, &f);
   if (rc)
     return rc;
-  hid_t f = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
-    return DD_H5_FAIL("H5Fopen", ds->path);
   hid_t dx = -1, dy = -1;
   H5T_class_t cx, cy;
   int nx, ny;

@@ -51,6 +51,14 @@ int dd__h5_check_readable(const char *path, const char *key) {
   return DD_OK;
 }
 
+int dd__h5_open_read(const char *path, const char *key, hid_t *f) {
+  int rc = dd__h5_check_readable(path, key);
+  if (rc)
+    return rc;
+  *f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  return *f < 0 ? DD_H5_FAIL("H5Fopen", path) : DD_OK;
+}
+
 static herr_t list_one(hid_t g, const char *name, const dd_h5l_info *info, void *data) {
   (void)info;
   char *buf = ((char **)data)[0];

@@ -30,6 +30,8 @@ int dd__h5_fail(const char *what, const char *path, const char *file, int line);
 /* Check that path exists, is readable and is HDF5; key names the config key
  * or option it came from. Returns a status with a one-line message. */
 int dd__h5_check_readable(const char *path, const char *key);
+/* dd__h5_check_readable, then open path read-only into *f (the caller closes it). */
+int dd__h5_open_read(const char *path, const char *key, hid_t *f);
 /* Comma-separated list of the datasets at the root of an open file. */
 void dd__h5_list_datasets(hid_t file, char *buf, int n);
 /* Type class name ("integer", "float", "string", ...). */

@@ -10,12 +10,10 @@
 /* ---- lengths ----------------------------------------------------------- */
 
 static int read_lengths(dd_dataset *ds, const char *lname, const char *key) {
-  int rc = dd__h5_check_readable(ds->path, key);
+  hid_t f = -1;
+  int rc = dd__h5_open_read(ds->path, key, &f);
   if (rc)
     return rc;
-  hid_t f = H5Fopen(ds->path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
-    return DD_H5_FAIL("H5Fopen", ds->path);
   int64_t n = 0;
   int32_t *len = NULL;
   rc = dd__h5_read_i32_vector(f, ds->path, lname, "sequence lengths", &n, &len);
@@ -202,12 +200,10 @@ static int read_file(const char *path, char **buf, int64_t *n) {
 int dd_data_read_vocab(const char *path, int32_t **vocab, int64_t *n) {
   *vocab = NULL;
   *n = 0;
-  int rc = dd__h5_check_readable(path, "--vocab");
+  hid_t f = -1;
+  int rc = dd__h5_open_read(path, "--vocab", &f);
   if (rc)
     return rc;
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
-    return DD_H5_FAIL("H5Fopen", path);
   rc = dd__h5_read_i32_vector(f, path, "/vocab", "vocabulary", n, vocab);
   H5Fclose(f);
   if (rc == DD_ENOTFOUND)

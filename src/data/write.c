@@ -255,12 +255,10 @@ static herr_t visit(hid_t obj, const char *name, const dd_h5o_info *info, void *
 }
 
 int dd_data_inspect(const char *path, FILE *out) {
-  int rc = dd__h5_check_readable(path, "the file argument");
+  hid_t f = -1;
+  int rc = dd__h5_open_read(path, "the file argument", &f);
   if (rc)
     return rc;
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0)
-    return DD_H5_FAIL("H5Fopen", path);
   fprintf(out, "%s\n", path);
   print_attrs(out, f, "  ");
   inspect_ctx ctx = {out, path, 0};
