@@ -5,18 +5,12 @@
 #include "check.h"
 #include "ddtrain/layers.h"
 #include "gradcheck.h"
+#include "specs.h"
 
 DD_TEST_GLOBALS;
 
-static dd_layer_spec L(const char *type) {
-  dd_layer_spec s;
-  dd_layer_spec_defaults(&s, type);
-  return s;
-}
-
 static dd_layer_spec dense(int units, bool bias) {
-  dd_layer_spec s = L("dense");
-  s.units = units;
+  dd_layer_spec s = tu_dense(units);
   s.bias = bias;
   return s;
 }
@@ -58,11 +52,11 @@ static void activation_gradients(void) {
   dd_shape in = {1, {10}};
   const char *kinds[] = {"relu", "tanh", "sigmoid"};
   for (int i = 0; i < 3; i++) {
-    dd_layer_spec s[] = {L(kinds[i])};
+    dd_layer_spec s[] = {tu_spec(kinds[i])};
     CHECK_GRADS(kinds[i], s, 1, in, &o);
   }
   dd_shape img = {3, {2, 3, 3}};
-  dd_layer_spec f[] = {L("flatten"), dense(4, true)};
+  dd_layer_spec f[] = {tu_spec("flatten"), dense(4, true)};
   CHECK_GRADS("flatten+dense", f, 2, img, &o);
 }
 
@@ -75,8 +69,8 @@ static void mlp_stack_gradients(void) {
    * here. ReLU is checked on its own, on inputs away from its kink: inside
    * a stack, a pre-activation within the finite-difference step of 0 makes
    * float32 differences unreliable at the 0.2% level we demand. */
-  dd_layer_spec s[] = {dense(16, true), L("tanh"), dense(12, true), L("sigmoid"),
-                       dense(6, true),  L("tanh"), dense(3, true)};
+  dd_layer_spec s[] = {dense(16, true), tu_spec("tanh"), dense(12, true), tu_spec("sigmoid"),
+                       dense(6, true),  tu_spec("tanh"), dense(3, true)};
   CHECK_GRADS("mlp", s, 7, in, &o);
 }
 

@@ -8,14 +8,9 @@
 #include "conv_ref.h"
 #include "ddtrain/model.h"
 #include "gradcheck.h"
+#include "specs.h"
 
 DD_TEST_GLOBALS;
-
-static dd_layer_spec L(const char *type) {
-  dd_layer_spec s;
-  dd_layer_spec_defaults(&s, type);
-  return s;
-}
 
 /* mark key `name` as given, as the config parser does */
 static void given(dd_layer_spec *s, const char *name) {
@@ -24,7 +19,7 @@ static void given(dd_layer_spec *s, const char *name) {
 
 /* kernel kh x kw, stride sh, sw, padding ph, pw: [height, width] as in the config */
 static dd_layer_spec conv_hw(int filters, int kh, int kw, int sh, int sw, int ph, int pw, bool bias) {
-  dd_layer_spec s = L("conv2d");
+  dd_layer_spec s = tu_spec("conv2d");
   s.filters = filters;
   s.kernel[0] = kh, s.kernel[1] = kw;
   s.stride[0] = sh, s.stride[1] = sw;
@@ -43,7 +38,7 @@ static dd_layer_spec conv(int filters, int kernel, int stride, int padding, bool
 
 /* sh < 0: stride not given (defaults to the kernel) */
 static dd_layer_spec pool_hw(const char *type, int kh, int kw, int sh, int sw, int ph, int pw) {
-  dd_layer_spec s = L(type);
+  dd_layer_spec s = tu_spec(type);
   s.kernel[0] = kh, s.kernel[1] = kw;
   given(&s, "kernel");
   if (sh > 0) {
@@ -58,14 +53,8 @@ static dd_layer_spec pool(const char *type, int kernel, int stride, int padding)
   return pool_hw(type, kernel, kernel, stride, stride, padding, padding);
 }
 
-static dd_layer_spec dense(int units) {
-  dd_layer_spec s = L("dense");
-  s.units = units;
-  return s;
-}
-
 static dd_layer_spec dropout(double p) {
-  dd_layer_spec s = L("dropout");
+  dd_layer_spec s = tu_spec("dropout");
   s.p = p;
   return s;
 }
@@ -233,7 +222,7 @@ static void pool_forward_matches_naive(void) {
     pool_case_hw(types[t], 2, 2, 6, 9, 2, 3, -1, -1, 0, 1); /* stride defaults to the kernel, (2, 3) */
     pool_case_hw(types[t], 1, 3, 8, 8, 2, 2, 2, 1, 0, 0);   /* 2 x 2 windows that are not the fast path */
   }
-  dd_layer_spec sp[] = {L("global_avgpool")};
+  dd_layer_spec sp[] = {tu_spec("global_avgpool")};
   dd_shape in = {3, {3, 4, 5}};
   dd_model *m = build(sp, 1, in, 2);
   if (!m)
@@ -347,7 +336,7 @@ static void pool_gradients(void) {
   dd_shape even = {3, {2, 6, 8}}; /* 2 x 2 windows tiling the input: the fast path */
   dd_layer_spec m[] = {pool("maxpool2d", 2, -1, 0)};
   CHECK_GRADS("maxpool2d 2x2 tiling", m, 1, even, &o);
-  dd_layer_spec g[] = {L("global_avgpool")};
+  dd_layer_spec g[] = {tu_spec("global_avgpool")};
   CHECK_GRADS("global_avgpool", g, 1, in, &o);
 }
 
@@ -377,7 +366,7 @@ static void dropout_gradients(void) {
   dd_gc_defaults(&o);
   o.train = true; /* fixed (seed, step): the same mask in every evaluation */
   dd_shape in = {1, {12}};
-  dd_layer_spec a[] = {dense(10), dropout(0.3), dense(4)};
+  dd_layer_spec a[] = {tu_dense(10), dropout(0.3), tu_dense(4)};
   CHECK_GRADS("dropout train", a, 3, in, &o);
   o.train = false;
   CHECK_GRADS("dropout eval", a, 3, in, &o);
@@ -389,14 +378,14 @@ static void batchnorm_gradients(void) {
   o.B = 6;
   o.param_scale = 0.3; /* gamma, beta away from 1, 0 */
   dd_shape flat = {1, {5}};
-  dd_layer_spec a[] = {dense(4), L("batchnorm"), L("tanh"), dense(3)};
+  dd_layer_spec a[] = {tu_dense(4), tu_spec("batchnorm"), tu_spec("tanh"), tu_dense(3)};
   o.train = true;
   CHECK_GRADS("batchnorm 1d train", a, 4, flat, &o);
   o.train = false;
   CHECK_GRADS("batchnorm 1d eval", a, 4, flat, &o);
   o.B = 3;
   dd_shape img = {3, {3, 4, 5}};
-  dd_layer_spec b[] = {L("batchnorm")};
+  dd_layer_spec b[] = {tu_spec("batchnorm")};
   o.train = true;
   CHECK_GRADS("batchnorm 2d train", b, 1, img, &o);
   o.train = false;
@@ -413,16 +402,16 @@ static void cnn_stack_gradients(void) {
   /* Smooth: the chain rule through every image layer at the default step.
    * No conv bias: batch norm removes it (its gradient is 0, float noise to
    * the checker). */
-  dd_layer_spec a[] = {conv(4, 3, 1, 1, false), L("batchnorm"), L("tanh"), pool("avgpool2d", 2, -1, 0), L("flatten"),
-                       dropout(0.25),           dense(3)};
+  dd_layer_spec a[] = {conv(4, 3, 1, 1, false), tu_spec("batchnorm"), tu_spec("tanh"), pool("avgpool2d", 2, -1, 0),
+                       tu_spec("flatten"),      dropout(0.25),        tu_dense(3)};
   CHECK_GRADS("conv-bn-tanh-avgpool-flatten-dropout-dense", a, 7, in, &o);
   /* The usual CNN: moving a batch-norm parameter moves a whole channel, so
    * some of its ReLU units cross 0 within the finite step and directional
    * derivatives carry an error proportional to the step; a smaller step
    * keeps that below the tolerance. */
   o.eps = 3e-3;
-  dd_layer_spec b[] = {conv(4, 3, 1, 1, false), L("batchnorm"), L("relu"), pool("maxpool2d", 2, -1, 0), L("flatten"),
-                       dropout(0.25),           dense(3)};
+  dd_layer_spec b[] = {conv(4, 3, 1, 1, false), tu_spec("batchnorm"), tu_spec("relu"), pool("maxpool2d", 2, -1, 0),
+                       tu_spec("flatten"),      dropout(0.25),        tu_dense(3)};
   CHECK_GRADS("conv-bn-relu-maxpool-flatten-dropout-dense", b, 7, in, &o);
 }
 
@@ -477,7 +466,7 @@ static void dropout_mask_is_split_invariant(void) {
  * variance; eval: normalised by the running stats. */
 static void batchnorm_statistics(void) {
   enum { B = 4, C = 3, S = 10 };
-  dd_layer_spec s[] = {L("batchnorm")};
+  dd_layer_spec s[] = {tu_spec("batchnorm")};
   s[0].momentum = 0.2;
   dd_shape in = {3, {C, 2, 5}};
   dd_model *m = build(s, 1, in, B);
@@ -544,15 +533,15 @@ static void setup_errors(void) {
   expect_build_error(c, 1, img, "needs 'filters'");
   dd_layer_spec d[] = {pool("maxpool2d", 2, -1, 2)};
   expect_build_error(d, 1, img, "padding 2 is more than half the kernel 2; use padding <= 1");
-  dd_layer_spec e[] = {L("avgpool2d")};
+  dd_layer_spec e[] = {tu_spec("avgpool2d")};
   expect_build_error(e, 1, img, "(avgpool2d): needs 'kernel'");
-  dd_layer_spec f[] = {L("global_avgpool")};
+  dd_layer_spec f[] = {tu_spec("global_avgpool")};
   expect_build_error(f, 1, flat, "(global_avgpool): needs a [C, H, W] input");
   /* the error names the layer that fails, after shapes flowed through the earlier ones */
   dd_layer_spec g[] = {conv(4, 3, 1, 0, true), pool("maxpool2d", 2, -1, 0), conv(2, 3, 1, 0, true)};
   expect_build_error(g, 3, img, "model.layers[2] (conv2d): kernel 3 is larger than the input 4x2x2");
   dd_shape seq = {2, {5, 4}};
-  dd_layer_spec h[] = {L("batchnorm")};
+  dd_layer_spec h[] = {tu_spec("batchnorm")};
   expect_build_error(h, 1, seq, "(batchnorm): normalises [D] features or [C, H, W] images but gets 5x4");
   /* non-square: the message names the dimension that does not fit */
   dd_layer_spec i[] = {conv_hw(4, 2, 9, 1, 1, 1, 0, true)};

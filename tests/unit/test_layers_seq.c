@@ -9,32 +9,21 @@
 #include "ddtrain/model.h"
 #include "gradcheck.h"
 #include "seq_ref.h"
+#include "specs.h"
 
 DD_TEST_GLOBALS;
 
-static dd_layer_spec L(const char *type) {
-  dd_layer_spec s;
-  dd_layer_spec_defaults(&s, type);
-  return s;
-}
-
 static dd_layer_spec recurrent(const char *type, int hidden, bool sequences) {
-  dd_layer_spec s = L(type);
+  dd_layer_spec s = tu_spec(type);
   s.hidden = hidden;
   s.sequences = sequences;
   return s;
 }
 
 static dd_layer_spec embedding(int vocab, int dim) {
-  dd_layer_spec s = L("embedding");
+  dd_layer_spec s = tu_spec("embedding");
   s.vocab = vocab;
   s.dim = dim;
-  return s;
-}
-
-static dd_layer_spec dense(int units) {
-  dd_layer_spec s = L("dense");
-  s.units = units;
   return s;
 }
 
@@ -112,11 +101,11 @@ static void layernorm_gradients(void) {
   dd_gc_opts o;
   dd_gc_defaults(&o);
   o.param_scale = 0.5; /* weight != 1, bias != 0 */
-  dd_layer_spec s[] = {L("layernorm")};
+  dd_layer_spec s[] = {tu_spec("layernorm")};
   dd_shape v = {1, {7}}, seq = {2, {4, 6}};
   CHECK_GRADS("layernorm [D]", s, 1, v, &o);
   CHECK_GRADS("layernorm [T, D]", s, 1, seq, &o);
-  dd_layer_spec s2[] = {dense(6), L("layernorm"), L("tanh"), dense(3)};
+  dd_layer_spec s2[] = {tu_dense(6), tu_spec("layernorm"), tu_spec("tanh"), tu_dense(3)};
   CHECK_GRADS("dense-layernorm-tanh-dense", s2, 4, v, &o);
 }
 
@@ -128,16 +117,16 @@ static void sequence_stacks(void) {
   int32_t len[3] = {5, 3, 2};
   o.lengths = len;
   dd_shape in = {1, {5}};
-  dd_layer_spec lm[] = {embedding(9, 4), recurrent("lstm", 6, true), dense(5)};
+  dd_layer_spec lm[] = {embedding(9, 4), recurrent("lstm", 6, true), tu_dense(5)};
   CHECK_GRADS("embedding-lstm-dense per step", lm, 3, in, &o);
-  dd_layer_spec cls[] = {embedding(9, 4), recurrent("gru", 5, true), L("layernorm"), recurrent("rnn", 4, false),
-                         dense(3)};
+  dd_layer_spec cls[] = {embedding(9, 4), recurrent("gru", 5, true), tu_spec("layernorm"), recurrent("rnn", 4, false),
+                         tu_dense(3)};
   CHECK_GRADS("embedding-gru-layernorm-rnn-dense", cls, 5, in, &o);
   dd_gc_opts f;
   dd_gc_defaults(&f);
   f.lengths = len;
   dd_shape feat = {2, {5, 2}};
-  dd_layer_spec stack[] = {recurrent("lstm", 4, true), recurrent("lstm", 3, false), dense(2)};
+  dd_layer_spec stack[] = {recurrent("lstm", 4, true), recurrent("lstm", 3, false), tu_dense(2)};
   CHECK_GRADS("lstm-lstm-dense", stack, 3, feat, &f);
 }
 
@@ -228,7 +217,7 @@ static void torch_layout(void) {
 }
 
 static void torch_layernorm(void) {
-  dd_layer_spec s[] = {L("layernorm")};
+  dd_layer_spec s[] = {tu_spec("layernorm")};
   dd_model *m = build(s, 1, (dd_shape){2, {REF_T, REF_D}}, REF_B, DD_LOSS_MSE);
   if (!m)
     return;
@@ -288,7 +277,7 @@ static void padding_is_inert(void) {
 /* Softmax cross-entropy over [T, K] outputs: one row per step, padded
  * steps (label -1) out of the loss, the count and the gradient. */
 static void per_step_cross_entropy(void) {
-  dd_layer_spec s[] = {embedding(6, 3), recurrent("lstm", 4, true), dense(6)};
+  dd_layer_spec s[] = {embedding(6, 3), recurrent("lstm", 4, true), tu_dense(6)};
   dd_model *m = build(s, 3, (dd_shape){1, {4}}, 2, DD_LOSS_CROSS_ENTROPY);
   if (!m)
     return;

@@ -3,15 +3,10 @@
 
 #include "check.h"
 #include "ddtrain/model.h"
+#include "specs.h"
 
 DD_TEST_GLOBALS;
 
-static dd_layer_spec dense(int units) {
-  dd_layer_spec s;
-  dd_layer_spec_defaults(&s, "dense");
-  s.units = units;
-  return s;
-}
 static dd_layer_spec act(const char *t) {
   dd_layer_spec s;
   dd_layer_spec_defaults(&s, t);
@@ -19,7 +14,7 @@ static dd_layer_spec act(const char *t) {
 }
 
 static void arena_layout(void) {
-  dd_layer_spec s[] = {dense(32), act("relu"), dense(16), act("tanh"), dense(4)};
+  dd_layer_spec s[] = {tu_dense(32), act("relu"), tu_dense(16), act("tanh"), tu_dense(4)};
   dd_model_spec spec = {.input = {1, {100}}, .nlayers = 5, .layers = s, .loss = DD_LOSS_CROSS_ENTROPY};
   dd_model *m = NULL;
   CHECK_OK(dd_model_build(&spec, 8, 4, &m));
@@ -46,7 +41,7 @@ static void arena_layout(void) {
 }
 
 static void init_statistics(void) {
-  dd_layer_spec s[] = {dense(400), act("relu"), dense(300)};
+  dd_layer_spec s[] = {tu_dense(400), act("relu"), tu_dense(300)};
   dd_model_spec spec = {.input = {1, {500}}, .nlayers = 3, .layers = s};
   dd_model *m = NULL;
   CHECK_OK(dd_model_build(&spec, 1, 0, &m));
@@ -82,7 +77,7 @@ static void init_statistics(void) {
 }
 
 static void build_errors(void) {
-  dd_layer_spec s[] = {dense(0)};
+  dd_layer_spec s[] = {tu_dense(0)};
   dd_model_spec spec = {.input = {1, {5}}, .nlayers = 1, .layers = s};
   dd_model *m = NULL;
   dd_error_clear();
@@ -97,7 +92,7 @@ static void build_errors(void) {
 }
 
 static void forward_backward_shapes(void) {
-  dd_layer_spec ls[] = {dense(6), act("relu"), dense(3)};
+  dd_layer_spec ls[] = {tu_dense(6), act("relu"), tu_dense(3)};
   dd_model_spec spec = {.input = {1, {4}}, .nlayers = 3, .layers = ls, .loss = DD_LOSS_CROSS_ENTROPY};
   dd_model *m = NULL;
   CHECK_OK(dd_model_build(&spec, 5, 0, &m));
