@@ -1,4 +1,5 @@
 /* The ddtrain command line: parses arguments, prints, and decides exit codes. */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -48,7 +49,7 @@ static const char *const usage_main =
     "  data text FILE.txt --out F        a character-level next-character dataset from a text\n"
     "  data inspect FILE                 print the shapes, types and label counts of a file\n"
     "\n"
-    "options: --help (also after a command), --version\n";
+    "options: --help (also after a command), --version, --blas-check (verify the BLAS kernels)\n";
 
 static const char *const usage_train =
     "usage: ddtrain train CONFIG [section.key=value ...] [--resume auto|PATH] [--quiet]\n"
@@ -572,12 +573,48 @@ static int cmd_data(cli *x, int argc, char **argv) {
   return usage_error(x, "unknown data command '%s' (synth, import, text, inspect)", argv[0]);
 }
 
+/* OpenBLAS picks its kernel set once, when the library loads, so a better
+ * set than its own choice needs a fresh start of the program with
+ * OPENBLAS_CORETYPE set: exec of the same binary (the same pid, so mpirun,
+ * srun and PMIx see the same process) before MPI or anything else starts. */
+static void select_blas_kernels(char **argv) {
+  if (dd_tensor_kernel_select() != 1)
+    return;
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n > 0) {
+    self[n] = '\0';
+    fflush(NULL);
+    execv(self, argv);
+  }
+  dd_tensor_kernel_exec_failed(n > 0 ? strerror(errno) : "/proc/self/exe is not readable");
+}
+
+static int blas_check(void) {
+  char why[400], sum[800];
+  int rc = dd_tensor_kernel_selfcheck(why, sizeof why);
+  if (rc) {
+    fprintf(stderr,
+            "ddtrain: error: BLAS self-check failed with the %s kernels: %s; run with OPENBLAS_CORETYPE set to "
+            "another kernel set (e.g. Haswell)\n",
+            dd_tensor_kernel_current(), why);
+    return 1;
+  }
+  printf("BLAS self-check passed: %s\n", dd_tensor_kernel_summary(sum, sizeof sum));
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  select_blas_kernels(argv);
   if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
     /* no MPI needed to say who we are */
-    printf("ddtrain %s (C17; %s)\n", DD_VERSION_STRING, dd_tensor_blas_info());
+    char sum[800];
+    printf("ddtrain %s (C17; %s)\nBLAS kernels: %s\n", DD_VERSION_STRING, dd_tensor_blas_info(),
+           dd_tensor_kernel_summary(sum, sizeof sum));
     return 0;
   }
+  if (argc >= 2 && strcmp(argv[1], "--blas-check") == 0)
+    return blas_check();
   if (argc < 2 || is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
     fputs(usage_main, argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_USAGE : 0;

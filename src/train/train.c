@@ -32,6 +32,7 @@ typedef struct run {
   int32_t *lenbuf; /* [micro batch] sequence lengths */
   int64_t steps_per_epoch;
   int threads;
+  bool kernels_differ; /* ranks run different BLAS kernel sets (nodes with different CPUs) */
   double t0;
   char last_ckpt[1100];
 } run;
@@ -133,7 +134,12 @@ static int setup(run *r) {
   const dd_config *cfg = r->cfg;
   r->threads = pick_threads(cfg, r->c);
   dd_tensor_set_threads(r->threads);
-  int rc = load_data(r);
+  const char *kern = dd_tensor_kernel_current();
+  bool same = true;
+  int rc = dd_comm_same_u64(r->c, dd_fnv1a(kern, strlen(kern), DD_FNV_OFFSET), &same);
+  r->kernels_differ = !same;
+  if (rc == DD_OK)
+    rc = load_data(r);
   if (rc)
     return rc;
   const int64_t B = cfg->batch_size;
@@ -292,6 +298,9 @@ static void print_header(run *r) {
   char shape[64], sum[4096];
   fprintf(r->out, "ddtrain %s: %d rank(s) on %d node(s), %d BLAS thread(s) per rank\n", DD_VERSION_STRING, r->P,
           dd_comm_nodes(r->c), r->threads);
+  char kern[800];
+  fprintf(r->out, "BLAS kernels%s: %s\n", r->kernels_differ ? " (rank 0; other ranks run other sets)" : "",
+          dd_tensor_kernel_summary(kern, sizeof kern));
   fprintf(r->out, "data: %s: %lld training samples of %s", cfg->train, (long long)r->tr.n,
           dd_shape_str(r->train_ds->xshape, shape, sizeof shape));
   if (r->train_ds->ykind == DD_LABELS_CLASS)
@@ -323,6 +332,19 @@ static void metrics_start(run *r) {
   fprintf(f, "{\"event\": \"start\", ");
   jstr(f, "version", DD_VERSION_STRING);
   jstr(f, "config", r->cfg->source);
+  dd_blas_kernels k;
+  dd_tensor_kernel_info(&k);
+  fprintf(f, "\"blas\": {");
+  jstr(f, "library", dd_tensor_blas_info());
+  jstr(f, "kernels", k.name);
+  jstr(f, "origin", k.origin);
+  jstr(f, "openblas_choice", k.picked);
+  jstr(f, "cpu", k.cpu);
+  jstr(f, "cpu_best", k.cpu_best);
+  jstr(f, "rejected", k.rejected);
+  jstr(f, "reason", k.reason);
+  fprintf(f, "\"verified\": %s, \"same_on_all_ranks\": %s}, ", k.verified ? "true" : "false",
+          r->kernels_differ ? "false" : "true");
   fprintf(f,
           "\"ranks\": %d, \"nodes\": %d, \"threads_per_rank\": %d, \"parameters\": %lld, "
           "\"train_samples\": %lld, \"val_samples\": %lld, \"batch_size\": %lld, \"steps_per_epoch\": %lld, "
