@@ -91,6 +91,8 @@ esac
 if [ -n "$threads" ]; then
     cmd+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
 fi
+dd_blas_env
+cmd+=("${dd_blas_x[@]}")
 [ -n "$iface" ] && cmd+=(--mca btl_tcp_if_include "$iface" --mca oob_tcp_if_include "$iface")
 [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
 read -r -a extra <<<"${DD_MPIRUN_ARGS:-}"

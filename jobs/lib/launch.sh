@@ -24,6 +24,18 @@ dd_find_ddtrain() {
     [ -x "$ddtrain" ] || dd_die "DDTRAIN='$ddtrain' is not an executable file; build ddtrain or fix DDTRAIN"
 }
 
+# dd_blas_env: mpirun -x options that carry the user's BLAS kernel settings (OPENBLAS_CORETYPE,
+# DD_BLAS_AUTO) to the ranks on other hosts; mpirun passes only what it is told to. Without them
+# every rank chooses the kernels that match its own CPU (docs/launch.md, "BLAS kernels").
+dd_blas_env() {
+    dd_blas_x=()
+    local v
+    for v in OPENBLAS_CORETYPE DD_BLAS_AUTO; do
+        [ -n "${!v+x}" ] && dd_blas_x+=(-x "$v")
+    done
+    return 0
+}
+
 # dd_check_config FILE: the config exists and is readable (every rank reads it: use a shared path)
 dd_check_config() {
     [ -n "$1" ] || dd_die "no config file given (see --help)"

@@ -68,6 +68,8 @@ if [ "$launcher" = srun ]; then
 else
     cmd=(mpirun -np "${SLURM_NTASKS:?SLURM_NTASKS is not set: request tasks with --ntasks or --ntasks-per-node}"
          "${bind_opts[@]}" -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
+    dd_blas_env
+    cmd+=("${dd_blas_x[@]}")
     [ "$(id -u)" = 0 ] && cmd+=(--allow-run-as-root)
     cmd+=("${extra[@]}")
 fi

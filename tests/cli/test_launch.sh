@@ -46,6 +46,10 @@ done
 [ -d runs/exp ] && fail "dry run created runs/exp"
 "${launch[@]}" --dry-run -N 3 -t 64 run.yaml >"$out" 2>&1
 grep -qF -- "--map-by ppr:3:node --bind-to none" "$out" || fail "more threads than cores here: no binding ($(cat "$out"))"
+env -u OPENBLAS_CORETYPE -u DD_BLAS_AUTO "${launch[@]}" --dry-run -H hosts.txt run.yaml >"$out" 2>&1
+grep -qF -- "-x OPENBLAS_CORETYPE" "$out" && fail "no OPENBLAS_CORETYPE set: none passed on ($(cat "$out"))"
+OPENBLAS_CORETYPE=Haswell DD_BLAS_AUTO=0 "${launch[@]}" --dry-run -H hosts.txt run.yaml >"$out" 2>&1
+grep -qF -- "-x OPENBLAS_CORETYPE -x DD_BLAS_AUTO" "$out" || fail "the user's BLAS kernel settings reach every host ($(cat "$out"))"
 echo "ok   mpirun.sh --dry-run builds the documented command"
 
 # a real run on this host, then the same command again with one more epoch: it continues

@@ -46,6 +46,21 @@ print(val)
 PY
 }
 
+# expect_kernels FILE [clean]: the training header in FILE names the BLAS kernels that ddtrain
+# --version names here (with 'clean': as in an environment without OPENBLAS_CORETYPE, as a Slurm
+# job with --export=LIST or a container sees it): the automatic choice where OpenBLAS does not
+# know this CPU, on every launcher
+expect_kernels() {
+    local want
+    if [ "${2:-}" = clean ]; then want=$(env -u OPENBLAS_CORETYPE "$DDTRAIN" --version); else want=$("$DDTRAIN" --version); fi
+    want=$(sed -n 's/^BLAS kernels: \([A-Za-z0-9_]*\), .*/\1/p' <<<"$want")
+    if grep -q "BLAS kernels: $want, " "$1"; then
+        echo "ok   $1: BLAS kernels $want, as ddtrain --version says here"
+    else
+        fail "$1: the header does not name the BLAS kernels $want ($(grep -m1 'BLAS kernels' "$1"))"
+    fi
+}
+
 # count_events FILE EVENT: how many EVENT records a metrics log holds
 count_events() {
     [ -f "$1" ] || { echo 0; return; }

@@ -37,6 +37,7 @@ rc=$?
 [ $rc = 0 ] || fail "compose up: exit code $rc ($(grep -v '^node[23]' up1.out | tail -n 8))"
 m=$work/runs/compose/metrics.jsonl
 grep -q 'node1.*ddtrain .*: 3 rank(s) on 3 node(s)' up1.out || fail "up1.out: header does not say 3 rank(s) on 3 node(s)"
+expect_kernels up1.out clean
 [ "$(jfield "$m" start ranks)/$(jfield "$m" start nodes)" = 3/3 ] || fail "metrics: ranks/nodes != 3/3"
 [ -f "$work/data/synth.h5" ] || fail "the synthetic dataset was not written to data/synth.h5"
 [ "$(jfield "$m" done step)" = 40 ] && [ -f "$work/runs/compose/ckpt-0000000040.h5" ] || fail "no checkpoint at step 40 after the first up"

@@ -55,6 +55,7 @@ timeout -k 10 300 podman exec "$(cname 1)" ddtrain-node train "$(cname 1),$(cnam
     fail "training across containers: exit code $? ($(tail -n 5 across.out))"
 rx=$(( $(podman exec "$(cname 2)" cat /sys/class/net/eth0/statistics/rx_bytes) - rx0 ))
 grep -q '^ddtrain .*: 3 rank(s) on 3 node(s)' across.out || fail "across.out: header does not say 3 rank(s) on 3 node(s)"
+expect_kernels across.out clean
 m=$work/runs/across/metrics.jsonl
 [ "$(jfield "$m" start ranks)/$(jfield "$m" start nodes)" = 3/3 ] || fail "metrics: ranks/nodes != 3/3"
 np=$(jfield "$m" start parameters)

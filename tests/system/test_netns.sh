@@ -86,6 +86,7 @@ timeout -k 5 300 "${on_host1[@]}" "${launch[@]}" "${across[@]}" --name hosts "$D
     fail "3 hosts: exit code $? ($(tail -n 5 hosts.out))"
 rx=$(( $(bridge_bytes) - rx0 ))
 grep -q '^ddtrain .*: 3 rank(s) on 3 node(s)' hosts.out || fail "hosts.out: header does not say 3 rank(s) on 3 node(s)"
+expect_kernels hosts.out
 [ "$(jfield runs/hosts/metrics.jsonl start nodes)" = 3 ] || fail "metrics: nodes != 3"
 np=$(jfield runs/hosts/metrics.jsonl start parameters)
 steps=$(jfield runs/hosts/metrics.jsonl done step)

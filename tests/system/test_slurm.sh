@@ -94,6 +94,7 @@ run_case() {
     out=$name-$id.out
     grep -q "^ddtrain .*: $ranks rank(s) on $nodes node(s), $cpus BLAS thread(s) per rank" "$out" ||
         fail "$out: header does not say $ranks rank(s) on $nodes node(s), $cpus BLAS thread(s)"
+    expect_kernels "$out" clean
     [ "$launcher" = srun ] && ! grep -q "^== srun --mpi=pmix --cpus-per-task=$cpus .*--cpu-bind=cores" "$out" &&
         fail "$out: not launched with srun --mpi=pmix --cpus-per-task=$cpus --cpu-bind=cores"
     [ "$launcher" = mpirun ] && ! grep -q "^== mpirun -np $ranks --map-by slot:PE=$cpus --bind-to core -x OPENBLAS_NUM_THREADS" "$out" &&
