@@ -46,17 +46,25 @@ ddt() {
     $PY -c "import json,sys; e=[x for x in map(json.loads, open('$log')) if x['event']=='epoch']; print(e[-1]['samples_per_s'])"
 }
 
+# The BLAS kernel set ddtrain runs here (its automatic choice, or the user's OPENBLAS_CORETYPE);
+# PyTorch's dense and recurrent layers call the same OpenBLAS, so it gets the same set
+kern=$("$ddtrain" --version | sed -n 's/^BLAS kernels: \([A-Za-z0-9_]*\),.*/\1/p')
+torch_env=()
+[ -n "$kern" ] && torch_env=(env "OPENBLAS_CORETYPE=$kern")
+
 # PyTorch samples/s of one run: tor MODEL MODE
 tor() {
-    $PY jobs/bench/torch_ref.py --model "$1" --mode "$2" --repeats 1 2>/dev/null |
+    "${torch_env[@]}" $PY jobs/bench/torch_ref.py --model "$1" --mode "$2" --repeats 1 2>/dev/null |
         $PY -c "import json,sys; print(json.loads(sys.stdin.read())['samples_per_s_median'])"
 }
+tkern=$("${torch_env[@]}" $PY -c "import sys; sys.argv=['x']; sys.path.insert(0, 'jobs/bench'); import torch_ref; print(torch_ref.blas_kernels())")
 
 median() { $PY -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 
 {
 echo "# ddtrain vs PyTorch ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
-echo "# $("$ddtrain" --version); torch $($PY -c 'import torch; print(torch.__version__)'); median of $REPEATS runs each"
+echo "# $("$ddtrain" --version | head -1); torch $($PY -c 'import torch; print(torch.__version__)'); median of $REPEATS runs each"
+echo "# BLAS kernels: ddtrain $("$ddtrain" --version | sed -n 's/^BLAS kernels: //p'); PyTorch $tkern"
 } | tee "$OUT/summary.txt"
 for m in "${models[@]}"; do
     make_data "$m"

@@ -88,6 +88,20 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def blas_kernels():
+    """The OpenBLAS kernel set of this process: torch's dense and recurrent layers call OpenBLAS
+    through libblas, so run.sh gives torch the kernel set ddtrain runs (OPENBLAS_CORETYPE)."""
+    import ctypes
+    for name in ("libopenblas.so.0", "libblas.so.3"):
+        try:
+            f = ctypes.CDLL(name).openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        f.restype = ctypes.c_char_p
+        return f().decode()
+    return "unknown"
+
+
 def set_threads():
     torch.set_num_threads(1)
     try:
@@ -321,6 +335,7 @@ def main():
         "mode": args.mode,
         "procs": procs,
         "threads_per_proc": 1,
+        "blas_kernels": blas_kernels(),
         "batch": args.batch,
         "samples": args.samples,
         "epochs": args.epochs,
