@@ -32,7 +32,7 @@ const char *dd_tensor_blas_info(void);
  * the library gets its generic SSE3 "Prescott" set. ddtrain reads the CPU's
  * features itself and, if OpenBLAS picked a weaker set than the CPU runs,
  * has the program re-executed with OPENBLAS_CORETYPE naming the best one
- * (docs/launch.md, "BLAS kernels"). */
+ * (docs/blas-kernels.md). */
 
 /* Kernel-set levels: the widest instructions a set uses. */
 enum { DD_KL_SSE = 1, DD_KL_AVX, DD_KL_AVX2, DD_KL_AVX512, DD_KL_AVX512_BF16 };

@@ -26,7 +26,7 @@ dd_find_ddtrain() {
 
 # dd_blas_env: mpirun -x options that carry the user's BLAS kernel settings (OPENBLAS_CORETYPE,
 # DD_BLAS_AUTO) to the ranks on other hosts; mpirun passes only what it is told to. Without them
-# every rank chooses the kernels that match its own CPU (docs/launch.md, "BLAS kernels").
+# every rank chooses the kernels that match its own CPU (docs/blas-kernels.md).
 dd_blas_env() {
     dd_blas_x=()
     local v
