@@ -113,6 +113,44 @@ int64_t dd_sampler_batch_size(int64_t n, int64_t B, int64_t b);
  * gsize / P each, the first gsize % P ranks one more. */
 void dd_sampler_shard(int64_t gsize, int P, int r, int64_t *lo, int64_t *hi);
 
+/* ---- sample order without an N-element array (src/data/order.c) ------- */
+
+/* A seeded bijection of [0, n): a Feistel network with cycle walking. The
+ * same (n, key) gives the same permutation everywhere; O(1) memory. */
+typedef struct dd_bij {
+  uint64_t n, key;
+  int hbits;
+  uint64_t hmask;
+} dd_bij;
+void dd_bij_init(dd_bij *b, uint64_t n, uint64_t key);
+uint64_t dd_bij_at(const dd_bij *b, uint64_t i);  /* i in [0, n) -> [0, n) */
+uint64_t dd_bij_inv(const dd_bij *b, uint64_t y); /* its inverse */
+
+/* The order of an epoch: position p in [0, n) -> sample. A pure function of
+ * (kind, n, seed, epoch): every rank computes any position itself, so any
+ * rank count sees the same global batches, and resuming needs no state.
+ *   DD_ORDER_GLOBAL: a uniformly shuffled order (data.shuffle: global).
+ *   DD_ORDER_CHUNKS: chunks of `chunk` consecutive samples in a shuffled
+ *     order, grouped into windows of `window` chunks, the samples of each
+ *     window shuffled among themselves (data.shuffle: chunks): every sample
+ *     once per epoch, and a window's batches read only its chunks.
+ *   DD_ORDER_LEGACY: the Fisher-Yates permutation of ddtrain <= 0.1
+ *     checkpoints (an n-element array), kept to resume them exactly. */
+enum { DD_ORDER_GLOBAL = 1, DD_ORDER_CHUNKS = 2, DD_ORDER_LEGACY = 3 };
+typedef struct dd_order {
+  int kind;
+  int64_t n, epoch;
+  uint64_t seed;
+  dd_bij rows;                          /* global */
+  int64_t chunk, window, nchunks, last; /* chunks: rows per chunk, chunks per window, count, rows of the last */
+  int64_t nwin, short_slot;             /* windows; slot of the partial last chunk (-1: none) */
+  dd_bij chunks;
+  int64_t *perm; /* legacy: [n] owned */
+} dd_order;
+int dd_order_init(dd_order *o, int kind, int64_t n, uint64_t seed, int64_t epoch, int64_t chunk, int64_t window);
+int64_t dd_order_row(const dd_order *o, int64_t pos);
+void dd_order_free(dd_order *o);
+
 /* ---- writing (rank 0 only; atomic: temporary file, fsync, rename) ------ */
 
 enum { DD_F32 = 1, DD_I32 = 2 };
