@@ -1,4 +1,4 @@
-/* ddtrain data: HDF5 datasets in memory, splits, the epoch sampler, and
+/* ddtrain data: reading datasets (sources, splits, sample orders), and
  * writers for synthetic, imported and predicted data (hdf5.h lives here and
  * in checkpoint only).
  *
@@ -6,10 +6,9 @@
  * float32) and labels /y: [N] or [N, T] integer class ids, or [N] / [N, K]
  * float targets. Dataset names are configurable.
  *
- * The loader reads on rank 0 and broadcasts, so a shared filesystem sees one
- * reader and a bad file fails on every rank with the same message. The
- * dd_split/dd_data_gather interface is what the trainer uses, so a streaming
- * reader for data larger than memory can replace the in-memory one. */
+ * Training and evaluation read through a dd_source (rows by sample id into
+ * caller buffers); dd_dataset is the in-memory form the writers and
+ * converters build. */
 #ifndef DDTRAIN_DATA_H
 #define DDTRAIN_DATA_H
 
@@ -49,23 +48,67 @@ typedef struct dd_dataset {
 int dd_data_load(dd_comm *c, const char *path, const char *xname, const char *yname, const char *key, dd_dataset **out);
 void dd_data_free(dd_dataset *ds);
 
-/* A subset of a dataset's rows (train/validation split). */
+/* ---- reading for training and evaluation: sources (src/data/source.c) ---
+ * A source is a dataset opened for reading rows by sample id: every rank
+ * opens it (collectively: the same checks and messages everywhere) and reads
+ * the rows it needs, in any order, converted to float32 features and int32
+ * class ids / float32 targets. */
+typedef struct dd_source dd_source;
+
+typedef struct dd_source_spec {
+  const char *path;          /* the HDF5 file */
+  const char *xname, *yname; /* yname NULL or "": features only */
+  const char *lengths;       /* sequence lengths dataset (data.lengths), or NULL/"" */
+  int64_t pad_id;            /* >= 0: lengths from trailing padding (data.pad_id) */
+  const char *key;           /* the config key or option the path came from, for messages */
+} dd_source_spec;
+
+typedef struct dd_source_info {
+  char path[1024];
+  char xname[256], yname[256];
+  int64_t n;       /* samples */
+  dd_shape xshape; /* per sample */
+  int64_t xsize;
+  int ykind; /* DD_LABELS_*, 0 = no labels */
+  dd_shape yshape;
+  int64_t ysize;
+  int64_t nclasses;     /* class labels: largest + 1 */
+  bool tokens;          /* features stored as integers (token ids) */
+  bool lengths;         /* sequences have lengths (data.lengths or data.pad_id) */
+  const int32_t *vocab; /* [nvocab] code points of a `data text` file, or NULL; owned by the source */
+  int64_t nvocab;
+} dd_source_info;
+
+/* Collective. *out owned by the caller (dd_source_close). */
+int dd_source_open(dd_comm *c, const dd_source_spec *spec, dd_source **out);
+void dd_source_close(dd_source *s);
+const dd_source_info *dd_source_get_info(const dd_source *s);
+/* Bytes per sample of the labels read into y. */
+size_t dd_source_label_bytes(const dd_source *s);
+/* Rows rows[0..n) (sample ids, any order) into x [n, xsize], y [n, ysize]
+ * (int32 class ids, -1 at padding steps, or float targets; y may be NULL)
+ * and len [n] (if info.lengths; may be NULL). Not collective. */
+int dd_source_read(dd_source *s, const int64_t *rows, int n, float *x, void *y, int32_t *len);
+/* Collective: the first sample holding a class id >= atleast (*row = -1 if
+ * none) and that id. */
+int dd_source_find_label(dd_comm *c, dd_source *s, int64_t atleast, int64_t *row, int64_t *value);
+/* Collective: every valid step's feature is an integer token id in [0, V)
+ * (one-line error naming the sample, the step and the fix; role names the
+ * config key). */
+int dd_source_check_tokens(dd_comm *c, dd_source *s, int64_t V, const char *role);
+
+/* Which rows of a source a split holds, by position 0..n-1. */
 typedef struct dd_split {
-  const dd_dataset *ds; /* borrowed */
   int64_t n;
   int64_t *rows; /* [n] owned; NULL = rows 0..n-1 */
 } dd_split;
 
-/* Whole dataset as one split. */
-void dd_split_all(const dd_dataset *ds, dd_split *s);
-/* Hold out round(frac * N) rows (chosen by a permutation of seed) for
+void dd_split_all(int64_t n, dd_split *s);
+/* Hold out round(frac * n) rows (chosen by a permutation of seed) for
  * validation; the rest train. Both keep file order within themselves. */
-int dd_split_holdout(const dd_dataset *ds, double frac, uint64_t seed, dd_split *train, dd_split *val);
+int dd_split_holdout(int64_t n, double frac, uint64_t seed, dd_split *train, dd_split *val);
+int64_t dd_split_row(const dd_split *s, int64_t pos);
 void dd_split_free(dd_split *s);
-
-/* Copy the rows at split positions pos[0..n) into x[n, xsize] and
- * y[n, ysize] (int32 or float per ds->ykind; y may be NULL). */
-void dd_data_gather(const dd_split *s, const int64_t *pos, int n, float *x, void *y);
 
 /* ---- sequences: lengths, text, vocabularies (src/data/sequence.c) ----- */
 
@@ -76,9 +119,6 @@ void dd_data_gather(const dd_split *s, const int64_t *pos, int n, float *x, void
  * step class labels at padding steps become -1 (masked). Nothing to do if
  * lname is empty and pad_id < 0. key names the file's config key. */
 int dd_data_set_lengths(dd_comm *c, dd_dataset *ds, const char *lname, int64_t pad_id, const char *key);
-/* Lengths of the rows at split positions pos[0..n) into len[n]; returns
- * len, or NULL (and writes nothing) if the dataset has no lengths. */
-const int32_t *dd_data_gather_lengths(const dd_split *s, const int64_t *pos, int n, int32_t *len);
 
 /* `data text`: a character-level next-character dataset from a UTF-8 text
  * file. The vocabulary is the sorted set of code points in the file (id i

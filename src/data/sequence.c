@@ -91,15 +91,6 @@ int dd_data_set_lengths(dd_comm *c, dd_dataset *ds, const char *lname, int64_t p
   return DD_OK;
 }
 
-const int32_t *dd_data_gather_lengths(const dd_split *s, const int64_t *pos, int n, int32_t *len) {
-  const dd_dataset *ds = s->ds;
-  if (!ds->lengths)
-    return NULL;
-  for (int i = 0; i < n; i++)
-    len[i] = ds->lengths[s->rows ? s->rows[pos[i]] : pos[i]];
-  return len;
-}
-
 /* ---- UTF-8 ------------------------------------------------------------- */
 
 int64_t dd_utf8_decode(const char *s, int64_t n, int32_t *cps, int64_t *bad) {

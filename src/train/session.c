@@ -6,11 +6,7 @@
 #include "ddtrain/comm.h"
 #include "session.h"
 
-size_t dd__label_bytes(const dd_dataset *ds) {
-  return 4 * (size_t)ds->ysize;
-}
-
-int dd__input_shape(const dd_config *cfg, const dd_dataset *ds, dd_shape *s) {
+int dd__input_shape(const dd_config *cfg, const dd_source_info *ds, dd_shape *s) {
   if (cfg->input.ndim == 0) {
     *s = ds->xshape;
     return DD_OK;
@@ -26,8 +22,7 @@ int dd__input_shape(const dd_config *cfg, const dd_dataset *ds, dd_shape *s) {
   return DD_OK;
 }
 
-int dd__check_input(const dd_model *m, const dd_config *cfg, const dd_dataset *ds, const char *role) {
-  (void)cfg;
+int dd__check_input(const dd_model *m, const dd_source_info *ds, const char *role) {
   if (ds->xsize != m->in_size) {
     char a[64], b[64];
     return dd_error(DD_EDATA, "%s '%s':%s has %s = %lld features per sample, the model expects %s = %lld", role,
@@ -37,7 +32,8 @@ int dd__check_input(const dd_model *m, const dd_config *cfg, const dd_dataset *d
   return DD_OK;
 }
 
-int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *ds, const char *role) {
+int dd__check_labels(dd_comm *c, const dd_model *m, dd_source *src, const char *role) {
+  const dd_source_info *ds = dd_source_get_info(src);
   const int last = m->nlayers - 1;
   if (m->loss == DD_LOSS_CROSS_ENTROPY) {
     if (ds->ykind != DD_LABELS_CLASS)
@@ -54,14 +50,15 @@ int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *
                             "classify the whole sample)"
                           : "");
     if (ds->nclasses > m->classes) {
-      int64_t total = ds->n * ds->ysize;
-      for (int64_t i = 0; i < total; i++)
-        if (ds->yc[i] >= m->classes)
-          return dd_error(DD_EDATA,
-                          "%s '%s':%s[%lld] = %d is out of range for the model's %lld output classes; "
-                          "set the last layer's units to at least %lld (model.layers.%d.units) or fix the labels",
-                          role, ds->path, ds->yname, (long long)(i / ds->ysize), ds->yc[i], (long long)m->classes,
-                          (long long)ds->nclasses, last);
+      int64_t row, value;
+      int rc = dd_source_find_label(c, src, m->classes, &row, &value);
+      if (rc)
+        return rc;
+      return dd_error(DD_EDATA,
+                      "%s '%s':%s[%lld] = %lld is out of range for the model's %lld output classes; "
+                      "set the last layer's units to at least %lld (model.layers.%d.units) or fix the labels",
+                      role, ds->path, ds->yname, (long long)row, (long long)value, (long long)m->classes,
+                      (long long)ds->nclasses, last);
     }
   } else {
     if (ds->ykind != DD_LABELS_FLOAT)
@@ -76,74 +73,47 @@ int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *
                       role, ds->path, ds->yname, (long long)ds->ysize, (long long)m->out_size, (long long)ds->ysize,
                       last);
   }
-  (void)cfg;
   return DD_OK;
 }
 
-int dd__check_tokens(const dd_model *m, const dd_dataset *ds, const char *role) {
+int dd__check_tokens(dd_comm *c, const dd_model *m, dd_source *src, const char *role) {
   const dd_layer *l = &m->layers[0];
   if (strcmp(l->kind->name, "embedding") != 0)
     return DD_OK;
-  const int64_t V = l->spec.vocab, T = ds->xsize;
-  int64_t bad = -1, maxid = -1;
-  for (int64_t i = 0; i < ds->n; i++) {
-    const int64_t len = ds->lengths ? ds->lengths[i] : T;
-    for (int64_t t = 0; t < len; t++) {
-      const float v = ds->x[i * T + t];
-      if (!(v >= 0.0f) || v != floorf(v)) {
-        char sh[64];
-        return dd_error(DD_EDATA,
-                        "%s '%s':%s[%lld] step %lld holds %g, not a token id; the first layer (embedding) needs "
-                        "integer ids in [0, %lld): store x %s as integers",
-                        role, ds->path, ds->xname, (long long)i, (long long)t, (double)v, (long long)V,
-                        dd_shape_str(ds->xshape, sh, sizeof sh));
-      }
-      if (v >= (float)V && bad < 0)
-        bad = i * T + t;
-      if (v > (float)maxid)
-        maxid = v < 9e18f ? (int64_t)v : INT64_MAX;
-    }
-  }
-  if (bad >= 0)
-    return dd_error(DD_EDATA,
-                    "%s '%s':%s[%lld] step %lld holds token id %.0f, outside [0, %lld) of the embedding; raise "
-                    "model.layers.0.vocab to at least %lld (the largest id in the data + 1) or fix the data",
-                    role, ds->path, ds->xname, (long long)(bad / T), (long long)(bad % T), (double)ds->x[bad],
-                    (long long)V, (long long)maxid + 1);
-  return DD_OK;
+  return dd_source_check_tokens(c, src, l->spec.vocab, role);
 }
 
-int dd__evaluate(dd_comm *c, dd_model *m, const dd_split *s, void *ybuf, int64_t *pos, float *out, dd_loss_sums *sums) {
+int dd__evaluate(dd_comm *c, dd_model *m, dd_source *src, const dd_split *s, void *ybuf, int64_t *rows, float *out,
+                 dd_loss_sums *sums) {
   int64_t lo, hi;
   dd_sampler_shard(s->n, dd_comm_size(c), dd_comm_rank(c), &lo, &hi);
   dd_loss_sums local = {0};
   const bool has_y = ybuf != NULL;
+  const bool has_len = dd_source_get_info(src)->lengths;
   /* sequence lengths: once per evaluation, not per batch */
-  int32_t *len = s->ds->lengths ? dd_alloc((size_t)m->max_batch, sizeof(int32_t)) : NULL;
-  if (s->ds->lengths && !len)
-    return DD_ENOMEM;
-  for (int64_t start = lo; start < hi; start += m->max_batch) {
+  int32_t *len = has_len ? dd_alloc((size_t)m->max_batch, sizeof(int32_t)) : NULL;
+  int rc = has_len && !len ? DD_ENOMEM : DD_OK;
+  for (int64_t start = lo; rc == DD_OK && start < hi; start += m->max_batch) {
     int n = (int)(hi - start < m->max_batch ? hi - start : m->max_batch);
     for (int i = 0; i < n; i++)
-      pos[i] = start + i;
-    dd_data_gather(s, pos, n, m->acts[0], has_y ? ybuf : NULL);
-    dd_pass p = {
-        .B = n, .B_global = s->n, .sample0 = start, .train = false, .lengths = dd_data_gather_lengths(s, pos, n, len)};
-    int rc = dd_model_forward(m, &p);
-    if (rc) {
-      dd_free(len);
-      return rc;
-    }
-    if (has_y)
+      rows[i] = dd_split_row(s, start + i);
+    rc = dd_source_read(src, rows, n, m->acts[0], has_y ? ybuf : NULL, len);
+    dd_pass p = {.B = n, .B_global = s->n, .sample0 = start, .train = false, .lengths = len};
+    if (rc == DD_OK)
+      rc = dd_model_forward(m, &p);
+    if (rc == DD_OK && has_y)
       dd_model_loss(m, &p, ybuf, false, &local);
-    if (out)
+    if (rc == DD_OK && out)
       memcpy(out + (start - lo) * m->out_size, m->acts[m->nlayers], sizeof(float) * (size_t)((int64_t)n * m->out_size));
   }
   dd_free(len);
-  double v[3] = {local.loss, local.count, local.correct};
-  int rc = dd_comm_allreduce_f64(c, v, 3);
-  if (rc)
-    return rc;
+  /* every rank reaches the allreduce, a failed one too: no rank waits alone */
+  double v[4] = {local.loss, local.count, local.correct, rc ? 1.0 : 0.0};
+  int crc = dd_comm_allreduce_f64(c, v, 4);
+  if (crc)
+    return crc;
+  if (v[3] > 0)
+    return dd_comm_agree(c, rc);
   sums->loss += v[0];
   sums->count += v[1];
   sums->correct += v[2];
@@ -172,21 +142,23 @@ int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch, dd_con
 }
 
 int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, const char *xname, const char *yname,
-                              bool need_labels, dd_config **cfg, dd_dataset **ds, dd_model **m) {
-  *ds = NULL;
+                              bool need_labels, dd_config **cfg, dd_source **src, dd_model **m) {
+  *src = NULL;
   int rc = dd_model_from_checkpoint(c, ckpt, 256, cfg, m);
   if (rc)
     return rc;
-  const char *xn = xname ? xname : (*cfg)->x;
-  const char *yn = yname ? yname : (*cfg)->y;
-  rc = dd_data_load(c, data, xn, need_labels ? yn : NULL, "the data argument", ds);
+  dd_source_spec spec = {.path = data,
+                         .xname = xname ? xname : (*cfg)->x,
+                         .yname = need_labels ? (yname ? yname : (*cfg)->y) : NULL,
+                         .lengths = (*cfg)->lengths,
+                         .pad_id = (*cfg)->pad_id,
+                         .key = "the data argument"};
+  rc = dd_source_open(c, &spec, src);
   if (rc == DD_OK)
-    rc = dd_data_set_lengths(c, *ds, (*cfg)->lengths, (*cfg)->pad_id, "data");
+    rc = dd__check_input(*m, dd_source_get_info(*src), "data");
   if (rc == DD_OK)
-    rc = dd__check_input(*m, *cfg, *ds, "data");
-  if (rc == DD_OK)
-    rc = dd__check_tokens(*m, *ds, "data");
-  if (rc == DD_OK && (*ds)->ykind)
-    rc = dd__check_labels(*m, *cfg, *ds, "data");
+    rc = dd__check_tokens(c, *m, *src, "data");
+  if (rc == DD_OK && dd_source_get_info(*src)->ykind)
+    rc = dd__check_labels(c, *m, *src, "data");
   return rc;
 }

@@ -14,26 +14,27 @@ enum { DD__TAIL_LOSS, DD__TAIL_COUNT, DD__TAIL_CORRECT, DD__TAIL_STOP, DD__TAIL_
 
 /* Per-sample input shape: model.input if declared (checked against the
  * data), else the data's own. */
-int dd__input_shape(const dd_config *cfg, const dd_dataset *ds, dd_shape *s);
-/* Labels of ds fit the model's outputs and loss; `role` is e.g. "data.train". */
-int dd__check_labels(const dd_model *m, const dd_config *cfg, const dd_dataset *ds, const char *role);
-/* Input shape of ds fits the model. */
-int dd__check_input(const dd_model *m, const dd_config *cfg, const dd_dataset *ds, const char *role);
-/* Token ids of ds fit the model's first layer if it is an embedding:
- * integers in [0, vocab) at every valid step (one-line error naming the
- * sample and the fix otherwise). */
-int dd__check_tokens(const dd_model *m, const dd_dataset *ds, const char *role);
-/* Bytes per sample of labels. */
-size_t dd__label_bytes(const dd_dataset *ds);
+int dd__input_shape(const dd_config *cfg, const dd_source_info *ds, dd_shape *s);
+/* Labels of the source fit the model's outputs and loss; `role` is e.g.
+ * "data.train". Collective. */
+int dd__check_labels(dd_comm *c, const dd_model *m, dd_source *src, const char *role);
+/* Input shape of the source fits the model. */
+int dd__check_input(const dd_model *m, const dd_source_info *ds, const char *role);
+/* Token ids of the source fit the model's first layer if it is an
+ * embedding: integers in [0, vocab) at every valid step (one-line error
+ * naming the sample and the fix otherwise). Collective. */
+int dd__check_tokens(dd_comm *c, const dd_model *m, dd_source *src, const char *role);
 
 /* Forward (and loss) over the rank's share of a split, chunked by the
  * model's capacity; sums allreduced. If out != NULL, raw outputs of the
  * rank's share are written there ([share, out_size]). */
-int dd__evaluate(dd_comm *c, dd_model *m, const dd_split *s, void *ybuf, int64_t *pos, float *out, dd_loss_sums *sums);
+int dd__evaluate(dd_comm *c, dd_model *m, dd_source *src, const dd_split *s, void *ybuf, int64_t *rows, float *out,
+                 dd_loss_sums *sums);
 
-/* Build the model described by a checkpoint's config for data ds and load
- * its parameters. *cfg and *m are owned by the caller. */
+/* Build the model described by a checkpoint's config for the data file and
+ * load its parameters; open the data as *src. *cfg, *src and *m are owned by
+ * the caller. */
 int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, const char *xname, const char *yname,
-                              bool need_labels, dd_config **cfg, dd_dataset **ds, dd_model **m);
+                              bool need_labels, dd_config **cfg, dd_source **src, dd_model **m);
 
 #endif

@@ -18,7 +18,8 @@ typedef struct run {
   int rank, P;
   FILE *out;     /* rank 0 human output, else NULL */
   FILE *metrics; /* rank 0 JSON Lines, else NULL */
-  dd_dataset *train_ds, *val_ds;
+  dd_source *train_src, *val_src;
+  const dd_source_info *ti; /* the training source's */
   dd_split tr, va;
   dd_model *m;
   dd_optim *opt;
@@ -27,7 +28,7 @@ typedef struct run {
   double lr;         /* LR of the last step */
   double grad_norm;  /* global gradient norm of the last step; NaN if not computed */
   dd_train_state st;
-  int64_t *perm, *pos;
+  int64_t *perm, *rows;
   void *ybuf;
   int32_t *lenbuf; /* [micro batch] sequence lengths */
   int64_t steps_per_epoch;
@@ -99,6 +100,13 @@ static void jstr(FILE *f, const char *key, const char *v) {
   fprintf(f, "\", ");
 }
 
+static int open_source(run *r, const char *path, const char *key, dd_source **out) {
+  const dd_config *cfg = r->cfg;
+  dd_source_spec spec = {
+      .path = path, .xname = cfg->x, .yname = cfg->y, .lengths = cfg->lengths, .pad_id = cfg->pad_id, .key = key};
+  return dd_source_open(r->c, &spec, out);
+}
+
 static int load_data(run *r) {
   const dd_config *cfg = r->cfg;
   if (!cfg->train[0])
@@ -107,25 +115,22 @@ static int load_data(run *r) {
                     cfg->source);
   if (cfg->val[0] && cfg->val_fraction > 0)
     return dd_error(DD_ECONFIG, "%s: set either data.val or data.val_fraction, not both", cfg->source);
-  int rc = dd_data_load(r->c, cfg->train, cfg->x, cfg->y, "data.train", &r->train_ds);
-  if (rc == DD_OK)
-    rc = dd_data_set_lengths(r->c, r->train_ds, cfg->lengths, cfg->pad_id, "data.train");
+  int rc = open_source(r, cfg->train, "data.train", &r->train_src);
   if (rc)
     return rc;
+  r->ti = dd_source_get_info(r->train_src);
   if (cfg->val[0]) {
-    rc = dd_data_load(r->c, cfg->val, cfg->x, cfg->y, "data.val", &r->val_ds);
-    if (rc == DD_OK)
-      rc = dd_data_set_lengths(r->c, r->val_ds, cfg->lengths, cfg->pad_id, "data.val");
+    rc = open_source(r, cfg->val, "data.val", &r->val_src);
     if (rc)
       return rc;
-    dd_split_all(r->train_ds, &r->tr);
-    dd_split_all(r->val_ds, &r->va);
+    dd_split_all(r->ti->n, &r->tr);
+    dd_split_all(dd_source_get_info(r->val_src)->n, &r->va);
   } else if (cfg->val_fraction > 0) {
-    rc = dd_split_holdout(r->train_ds, cfg->val_fraction, (uint64_t)cfg->seed, &r->tr, &r->va);
+    rc = dd_split_holdout(r->ti->n, cfg->val_fraction, (uint64_t)cfg->seed, &r->tr, &r->va);
     if (rc)
       return rc;
   } else {
-    dd_split_all(r->train_ds, &r->tr);
+    dd_split_all(r->ti->n, &r->tr);
   }
   return DD_OK;
 }
@@ -166,19 +171,21 @@ static int setup(run *r) {
   if (micro_max > 0x7fffffff)
     return dd_error(DD_ECONFIG, "train.batch_size per rank is too large");
   dd_model_spec spec = {.nlayers = cfg->nlayers, .layers = cfg->layers, .loss = cfg->loss};
-  rc = dd__input_shape(cfg, r->train_ds, &spec.input);
+  rc = dd__input_shape(cfg, r->ti, &spec.input);
   if (rc == DD_OK)
     rc = dd_model_build(&spec, (int)micro_max, DD__TAIL_N, &r->m);
+  /* the checks below are collective: every rank takes part whatever happened above */
+  rc = dd_comm_agree(r->c, rc);
   if (rc == DD_OK)
-    rc = dd__check_labels(r->m, cfg, r->train_ds, "data.train");
+    rc = dd__check_labels(r->c, r->m, r->train_src, "data.train");
   if (rc == DD_OK)
-    rc = dd__check_tokens(r->m, r->train_ds, "data.train");
-  if (rc == DD_OK && r->val_ds)
-    rc = dd__check_tokens(r->m, r->val_ds, "data.val");
-  if (rc == DD_OK && r->val_ds)
-    rc = dd__check_input(r->m, cfg, r->val_ds, "data.val");
-  if (rc == DD_OK && r->val_ds)
-    rc = dd__check_labels(r->m, cfg, r->val_ds, "data.val");
+    rc = dd__check_tokens(r->c, r->m, r->train_src, "data.train");
+  if (rc == DD_OK && r->val_src)
+    rc = dd__check_tokens(r->c, r->m, r->val_src, "data.val");
+  if (rc == DD_OK && r->val_src)
+    rc = dd__check_input(r->m, dd_source_get_info(r->val_src), "data.val");
+  if (rc == DD_OK && r->val_src)
+    rc = dd__check_labels(r->c, r->m, r->val_src, "data.val");
   if (rc == DD_OK)
     rc = dd_optim_create(&cfg->optim, r->m->nparams, &r->opt);
   if (rc == DD_OK)
@@ -188,10 +195,10 @@ static int setup(run *r) {
     return rc;
   r->lr = r->grad_norm = NAN;
   r->perm = dd_alloc((size_t)r->tr.n, sizeof(int64_t));
-  r->pos = dd_alloc((size_t)micro_max, sizeof(int64_t));
-  r->ybuf = dd_alloc((size_t)micro_max, dd__label_bytes(r->train_ds));
+  r->rows = dd_alloc((size_t)micro_max, sizeof(int64_t));
+  r->ybuf = dd_alloc((size_t)micro_max, dd_source_label_bytes(r->train_src));
   r->lenbuf = dd_alloc((size_t)micro_max, sizeof(int32_t));
-  if (!r->perm || !r->pos || !r->ybuf || !r->lenbuf)
+  if (!r->perm || !r->rows || !r->ybuf || !r->lenbuf)
     return DD_ENOMEM;
   return DD_OK;
 }
@@ -302,10 +309,10 @@ static void print_header(run *r) {
   fprintf(r->out, "BLAS kernels%s: %s\n", r->kernels_differ ? " (rank 0; other ranks run other sets)" : "",
           dd_tensor_kernel_summary(kern, sizeof kern));
   fprintf(r->out, "data: %s: %lld training samples of %s", cfg->train, (long long)r->tr.n,
-          dd_shape_str(r->train_ds->xshape, shape, sizeof shape));
-  if (r->train_ds->ykind == DD_LABELS_CLASS)
+          dd_shape_str(r->ti->xshape, shape, sizeof shape));
+  if (r->ti->ykind == DD_LABELS_CLASS)
     fprintf(r->out, ", %lld classes", (long long)r->m->classes);
-  if (r->val_ds)
+  if (r->val_src)
     fprintf(r->out, "; validation: %s (%lld samples)\n", cfg->val, (long long)r->va.n);
   else if (r->va.n)
     fprintf(r->out, "; validation: %lld held out (data.val_fraction %g)\n", (long long)r->va.n, cfg->val_fraction);
@@ -358,9 +365,8 @@ static int save(run *r) {
   if (!r->cfg->ckpt_dir[0])
     return DD_OK;
   r->st.nranks = r->P;
-  int rc =
-      dd_checkpoint_save_with_vocab(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st, r->cfg->text,
-                                    r->train_ds->vocab, r->train_ds->nvocab, r->last_ckpt, sizeof r->last_ckpt);
+  int rc = dd_checkpoint_save_with_vocab(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st,
+                                         r->cfg->text, r->ti->vocab, r->ti->nvocab, r->last_ckpt, sizeof r->last_ckpt);
   if (rc == DD_OK && r->metrics) {
     fprintf(r->metrics, "{\"event\": \"checkpoint\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
             (long long)r->st.epoch);
@@ -387,7 +393,11 @@ static int micro_step(run *r, const int64_t *gpos, int64_t gsize, int64_t lo, in
   int64_t mlo, mhi;
   dd_sampler_shard(hi - lo, r->accum, j, &mlo, &mhi);
   const int n = (int)(mhi - mlo);
-  dd_data_gather(&r->tr, gpos + lo + mlo, n, m->acts[0], r->ybuf);
+  for (int i = 0; i < n; i++)
+    r->rows[i] = dd_split_row(&r->tr, gpos[lo + mlo + i]);
+  int rc = dd_source_read(r->train_src, r->rows, n, m->acts[0], r->ybuf, r->lenbuf);
+  if (rc)
+    return rc;
   dd_pass p = {.B = n,
                .B_global = gsize,
                .sample0 = lo + mlo, /* position in the global batch: masks do not depend on P or M */
@@ -395,10 +405,10 @@ static int micro_step(run *r, const int64_t *gpos, int64_t gsize, int64_t lo, in
                .seed = r->st.seed,
                .step = r->st.step,
                .micro = j,
-               .lengths = dd_data_gather_lengths(&r->tr, gpos + lo + mlo, n, r->lenbuf),
+               .lengths = r->ti->lengths ? r->lenbuf : NULL,
                .allreduce = dd_comm_allreduce_cb,
                .allreduce_ctx = r->c};
-  int rc = dd_model_forward(m, &p);
+  rc = dd_model_forward(m, &p);
   if (rc == DD_OK)
     rc = dd_model_loss(m, &p, r->ybuf, true, sums);
   if (rc == DD_OK)
@@ -560,7 +570,7 @@ static int run_epochs(run *r, dd_train_result *res) {
     /* validation */
     dd_loss_sums vs = {0};
     if (r->va.n > 0) {
-      rc = dd__evaluate(r->c, r->m, &r->va, r->ybuf, r->pos, NULL, &vs);
+      rc = dd__evaluate(r->c, r->m, r->val_src ? r->val_src : r->train_src, &r->va, r->ybuf, r->rows, NULL, &vs);
       if (rc)
         return rc;
     }
@@ -669,14 +679,14 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);
   }
   dd_free(r.perm);
-  dd_free(r.pos);
+  dd_free(r.rows);
   dd_free(r.ybuf);
   dd_free(r.lenbuf);
   dd_optim_free(r.opt);
   dd_model_free(r.m);
   dd_split_free(&r.tr);
   dd_split_free(&r.va);
-  dd_data_free(r.train_ds);
-  dd_data_free(r.val_ds);
+  dd_source_close(r.train_src);
+  dd_source_close(r.val_src);
   return rc;
 }
