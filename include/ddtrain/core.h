@@ -2,6 +2,7 @@
 #ifndef DDTRAIN_CORE_H
 #define DDTRAIN_CORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,10 @@ void dd_free(void *p);
 /* Duplicate a NUL-terminated string (NULL in -> NULL out). Caller frees with
  * dd_free. */
 char *dd_strdup(const char *s);
+
+/* a * b into *out; true (and *out unchanged) if it overflows int64 or a
+ * factor is negative: shapes read from files are multiplied through this. */
+bool dd_mul_overflows(int64_t a, int64_t b, int64_t *out);
 
 /* mkdir -p dir (what names the option or key for the message). */
 int dd_mkdirs(const char *dir, const char *what);

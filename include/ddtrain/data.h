@@ -56,11 +56,13 @@ void dd_data_free(dd_dataset *ds);
 typedef struct dd_source dd_source;
 
 typedef struct dd_source_spec {
-  const char *path;          /* the HDF5 file */
+  const char *path;          /* an HDF5 file, or several: newline-separated paths or glob patterns */
   const char *xname, *yname; /* yname NULL or "": features only */
   const char *lengths;       /* sequence lengths dataset (data.lengths), or NULL/"" */
   int64_t pad_id;            /* >= 0: lengths from trailing padding (data.pad_id) */
-  const char *key;           /* the config key or option the path came from, for messages */
+  bool map;                  /* features x * scale + shift with these, else the file's attributes (or 1, 0) */
+  double scale, shift;
+  const char *key; /* the config key or option the path came from, for messages */
 } dd_source_spec;
 
 typedef struct dd_source_info {
@@ -77,6 +79,11 @@ typedef struct dd_source_info {
   bool lengths;         /* sequences have lengths (data.lengths or data.pad_id) */
   const int32_t *vocab; /* [nvocab] code points of a `data text` file, or NULL; owned by the source */
   int64_t nvocab;
+  char xtype[16];      /* features as stored: "uint8", "float32", ... */
+  double scale, shift; /* the map applied to them */
+  int nfiles;          /* files the samples are numbered across */
+  int64_t chunk_rows;  /* rows per HDF5 chunk of the features (0: contiguous) */
+  bool compressed;     /* the features pass through a filter (gzip, shuffle, ...) */
 } dd_source_info;
 
 /* Collective. *out owned by the caller (dd_source_close). */

@@ -74,3 +74,11 @@ int dd_mkdirs_for(const char *path, const char *what) {
   *slash = '\0';
   return dd_mkdirs(dir, what);
 }
+
+bool dd_mul_overflows(int64_t a, int64_t b, int64_t *out) {
+  int64_t r;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+    return true;
+  *out = r;
+  return false;
+}
