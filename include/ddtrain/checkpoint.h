@@ -17,7 +17,9 @@
 #include "ddtrain/optim.h"
 
 #define DD_CKPT_FORMAT "ddtrain-checkpoint"
-#define DD_CKPT_VERSION 1
+/* 2: the sample order and hold-out are named (sampler attributes), and the
+ * epoch in progress carries its partial statistics and sample digest */
+#define DD_CKPT_VERSION 2
 
 /* Where training stands. All randomness is counter-based on (seed, epoch,
  * step), so together with the tensors this is the complete state. */
@@ -29,6 +31,17 @@ typedef struct dd_train_state {
   uint64_t seed;
   int64_t nranks;     /* ranks of the run that wrote it (informational) */
   int64_t batch_size; /* global batch size of that run */
+  /* how samples are ordered: "global" or "chunks" (chunk rows, window), or
+   * "legacy" for a version 1 checkpoint (Fisher-Yates orders and hold-out,
+   * kept so that such a run resumes exactly) */
+  char sampler[16];
+  int64_t sampler_chunk, sampler_window;
+  /* the epoch in progress so far, so a mid-epoch resume reports the whole
+   * epoch: sums of the training loss, counted targets, correct ones, samples,
+   * and the digest of the sample ids consumed (sum over samples of
+   * hash(epoch, position, id) mod 2^64) */
+  double ep_loss, ep_count, ep_correct, ep_samples;
+  uint64_t ep_digest;
 } dd_train_state;
 
 /* Save to dir/ckpt-<step>.h5 and keep the newest `keep` files (keep <= 0:

@@ -35,6 +35,8 @@ int dd_comm_allreduce_f64(dd_comm *c, double *buf, int64_t n);
 int dd_comm_allreduce_cb(void *ctx, double *buf, int n);
 /* In-place max across ranks. */
 int dd_comm_allreduce_max_i64(dd_comm *c, int64_t *buf, int n);
+/* In-place sum modulo 2^64 (digests). */
+int dd_comm_allreduce_sum_u64(dd_comm *c, uint64_t *buf, int n);
 
 /* Gather float rows: rank r contributes count floats; root receives all of
  * them in rank order into recv (ignored elsewhere). */

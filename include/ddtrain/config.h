@@ -13,6 +13,8 @@
 
 #define DD_PATH_MAX 1024
 
+enum { DD_SHUFFLE_GLOBAL = 1, DD_SHUFFLE_CHUNKS = 2 };
+
 typedef struct dd_config {
   char source[DD_PATH_MAX]; /* config file, or "checkpoint" */
   /* model */
@@ -21,13 +23,16 @@ typedef struct dd_config {
   dd_layer_spec *layers; /* [nlayers] owned */
   int loss;              /* DD_LOSS_* */
   /* data */
-  char train[DD_PATH_MAX];
-  char val[DD_PATH_MAX];
+  char train[4 * DD_PATH_MAX]; /* a path, or several (glob patterns allowed), one per line */
+  char val[4 * DD_PATH_MAX];
   char x[256], y[256];
   double val_fraction;
   bool drop_last;
-  char lengths[256]; /* sequence lengths dataset ("" = none) */
-  int64_t pad_id;    /* token id that pads sequences (-1 = none) */
+  char lengths[256];   /* sequence lengths dataset ("" = none) */
+  int64_t pad_id;      /* token id that pads sequences (-1 = none) */
+  double scale, shift; /* features x * scale + shift; NaN = the file's attributes */
+  int shuffle;         /* DD_SHUFFLE_* */
+  int64_t shuffle_window;
   /* optim */
   dd_optim_spec optim;
   dd_schedule_spec schedule;

@@ -107,13 +107,21 @@ int dd_source_check_tokens(dd_comm *c, dd_source *s, int64_t V, const char *role
 /* Which rows of a source a split holds, by position 0..n-1. */
 typedef struct dd_split {
   int64_t n;
-  int64_t *rows; /* [n] owned; NULL = rows 0..n-1 */
+  int64_t *rows;  /* [n] owned (0.1 hold-outs); NULL: below, or rows 0..n-1 */
+  uint64_t *bits; /* hold-out: bit r set = row r is for validation */
+  int64_t *cum;   /* set bits before each 512-bit block */
+  int64_t nbits;
+  bool ones; /* positions count the set bits (validation) or the clear ones (training) */
+  bool owns; /* frees bits/cum (the training split; validation borrows them) */
 } dd_split;
 
 void dd_split_all(int64_t n, dd_split *s);
-/* Hold out round(frac * n) rows (chosen by a permutation of seed) for
- * validation; the rest train. Both keep file order within themselves. */
-int dd_split_holdout(int64_t n, double frac, uint64_t seed, dd_split *train, dd_split *val);
+/* Hold out round(frac * n) rows for validation, the rest train; both keep
+ * file order. The rows are a seeded bijection's first values, kept as a
+ * bitmap (n/8 bytes + 1/64 of that; the training split owns it, free it
+ * last). legacy: ddtrain 0.1's hold-out (a Fisher-Yates permutation, n-element
+ * arrays), to resume its checkpoints exactly. */
+int dd_split_holdout(int64_t n, double frac, uint64_t seed, bool legacy, dd_split *train, dd_split *val);
 int64_t dd_split_row(const dd_split *s, int64_t pos);
 void dd_split_free(dd_split *s);
 

@@ -127,7 +127,14 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
        dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
        dd__h5_attr_str(f, "optimizer", o ? dd_optim_name(o->spec.kind) : "none") < 0 ||
        dd__h5_attr_i64(f, "optimizer_steps", o ? o->t : 0) < 0 ||
-       dd__h5_attr_str(f, "config", config_text ? config_text : "") < 0))
+       dd__h5_attr_str(f, "config", config_text ? config_text : "") < 0 ||
+       dd__h5_attr_str(f, "sampler", st->sampler[0] ? st->sampler : "global") < 0 ||
+       dd__h5_attr_i64(f, "sampler_chunk", st->sampler_chunk) < 0 ||
+       dd__h5_attr_i64(f, "sampler_window", st->sampler_window) < 0 ||
+       dd__h5_attr_f64(f, "epoch_loss_sum", st->ep_loss) < 0 || dd__h5_attr_f64(f, "epoch_count", st->ep_count) < 0 ||
+       dd__h5_attr_f64(f, "epoch_correct", st->ep_correct) < 0 ||
+       dd__h5_attr_f64(f, "epoch_samples", st->ep_samples) < 0 ||
+       dd__h5_attr_i64(f, "epoch_digest", (int64_t)st->ep_digest) < 0))
     rc = DD_H5_FAIL("writing attributes", final);
   if (H5Fclose(f) < 0 && rc == DD_OK)
     rc = DD_H5_FAIL("closing", final);
@@ -360,6 +367,24 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
         dd__h5_read_attr_i64(f, "nranks", &st->nranks) || dd__h5_read_attr_i64(f, "batch_size", &st->batch_size))
       rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks training-state attributes (step, epoch, ...)", path);
     st->seed = (uint64_t)seed;
+    int64_t ver = 1, digest = 0;
+    dd__h5_read_attr_i64(f, "format_version", &ver);
+    if (rc == DD_OK && ver < 2) { /* 0.1: Fisher-Yates orders, no epoch statistics */
+      snprintf(st->sampler, sizeof st->sampler, "legacy");
+      st->sampler_chunk = st->sampler_window = 0;
+      st->ep_loss = st->ep_count = st->ep_correct = st->ep_samples = 0;
+      st->ep_digest = 0;
+    } else if (rc == DD_OK && (dd__h5_read_attr_str(f, "sampler", st->sampler, sizeof st->sampler) ||
+                               dd__h5_read_attr_i64(f, "sampler_chunk", &st->sampler_chunk) ||
+                               dd__h5_read_attr_i64(f, "sampler_window", &st->sampler_window) ||
+                               dd__h5_read_attr_f64(f, "epoch_loss_sum", &st->ep_loss) ||
+                               dd__h5_read_attr_f64(f, "epoch_count", &st->ep_count) ||
+                               dd__h5_read_attr_f64(f, "epoch_correct", &st->ep_correct) ||
+                               dd__h5_read_attr_f64(f, "epoch_samples", &st->ep_samples) ||
+                               dd__h5_read_attr_i64(f, "epoch_digest", &digest))) {
+      rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the sampler or epoch attributes of format version 2", path);
+    }
+    st->ep_digest = (uint64_t)digest;
   }
   H5Fclose(f);
   return rc;

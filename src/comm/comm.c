@@ -139,6 +139,13 @@ int dd_comm_allreduce_max_i64(dd_comm *c, int64_t *buf, int n) {
   return DD_OK;
 }
 
+int dd_comm_allreduce_sum_u64(dd_comm *c, uint64_t *buf, int n) {
+  if (c->size == 1)
+    return DD_OK;
+  MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_UINT64_T, MPI_SUM, c->world));
+  return DD_OK;
+}
+
 int dd_comm_gather_f32(dd_comm *c, const float *send, int64_t count, float *recv, int root) {
   if (c->size == 1) {
     if (count > 0 && recv != send)

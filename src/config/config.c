@@ -10,7 +10,7 @@
 #include "ddtrain/config.h"
 #include "tree.h"
 
-enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS };
+enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE };
 /* optimizer and schedule keys (optim.h, schedule.h): F_AUTO is a number or
  * "auto" (NaN: the optimizer's default) */
 enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES };
@@ -45,8 +45,9 @@ static const field model_fields[] = {
      "cross_entropy (integer class labels) or mse (float targets)"},
 };
 static const field data_fields[] = {
-    {"train", F_STR, STR(train), 0, 0, "", "HDF5 file with the training data (required)"},
-    {"val", F_STR, STR(val), 0, 0, "", "HDF5 file with validation data (optional)"},
+    {"train", F_PATHS, STR(train), 0, 0, "",
+     "HDF5 file with the training data (required); or a list of files / glob patterns, e.g. data/train-*.h5"},
+    {"val", F_PATHS, STR(val), 0, 0, "", "HDF5 file(s) with validation data (optional), as data.train"},
     {"x", F_STR, STR(x), 0, 0, "/x", "features dataset in the files, [N, ...]"},
     {"y", F_STR, STR(y), 0, 0, "/y", "labels dataset: [N] or [N, T] integer class ids, or [N] / [N, K] float targets"},
     {"val_fraction", F_F64, OFF(val_fraction), 0, 0, 0.9, "0",
@@ -56,6 +57,14 @@ static const field data_fields[] = {
      "sequences: integer dataset [N] of valid steps per sequence, e.g. /lengths (padding masked out)"},
     {"pad_id", F_I64, OFF(pad_id), 0, -1, 2147483647, "-1",
      "sequences: token id that pads; a sequence ends after its last other token (-1 = no padding)"},
+    {"scale", F_AUTO, OFF(scale), 0, -1e30, 1e30, "auto",
+     "features are read as x * scale + shift; auto: the features dataset's 'scale' attribute, else 1"},
+    {"shift", F_AUTO, OFF(shift), 0, -1e30, 1e30, "auto", "see data.scale; auto: the 'shift' attribute, else 0"},
+    {"shuffle", F_SHUFFLE, OFF(shuffle), 0, 0, 0, "global",
+     "sample order each epoch: global (exact shuffle) or chunks (shuffled chunks, rows shuffled within windows of "
+     "data.shuffle_window chunks: for chunked/compressed files)"},
+    {"shuffle_window", F_I64, OFF(shuffle_window), 0, 1, 1e9, "16",
+     "data.shuffle chunks: chunks per window (the reader caches this many decoded chunks per file)"},
 };
 /* "auto" = the optimizer's PyTorch default; keys of other optimizers are errors (optim.c) */
 static const field optim_fields[] = {
@@ -521,6 +530,26 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
   }
   if (f->type >= F_AUTO)
     return set_optim_field(c, f, v, label);
+  if (f->type == F_PATHS && v->type == DD_CN_SEQ) { /* several files: one per line */
+    size_t used = 0;
+    for (int i = 0; i < v->nkids; i++) {
+      const dd_cnode *k = v->kids[i];
+      if (k->type != DD_CN_SCALAR || !k->value[0] || strchr(k->value, '\n'))
+        return bad_value(k, label, "a list of file paths or glob patterns");
+      size_t n = strlen(k->value);
+      if (used + n + 2 > f->size) {
+        snprintf(what, sizeof what, "a list of at most %zu characters in all", f->size - 1);
+        return bad_value(v, label, what);
+      }
+      if (used)
+        dst[used++] = '\n';
+      memcpy(dst + used, k->value, n + 1);
+      used += n;
+    }
+    if (!used)
+      return bad_value(v, label, "at least one file");
+    return DD_OK;
+  }
   if (v->type != DD_CN_SCALAR)
     return bad_value(v, label, "a single value");
   const char *s = v->value;
@@ -550,6 +579,15 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
     memcpy(dst, &x, sizeof x);
     break;
   }
+  case F_SHUFFLE:
+    if (strcmp(s, "global") == 0)
+      *(int *)dst = DD_SHUFFLE_GLOBAL;
+    else if (strcmp(s, "chunks") == 0)
+      *(int *)dst = DD_SHUFFLE_CHUNKS;
+    else
+      return bad_value(v, label, "global or chunks");
+    break;
+  case F_PATHS:
   case F_STR:
     if (strlen(s) >= f->size) {
       snprintf(what, sizeof what, "at most %zu characters", f->size - 1);

@@ -44,6 +44,8 @@ int dd__h5_attr_str(hid_t obj, const char *name, const char *value);
 int dd__h5_attr_i64(hid_t obj, const char *name, int64_t value);
 int dd__h5_read_attr_str(hid_t obj, const char *name, char *buf, size_t n);
 int dd__h5_read_attr_i64(hid_t obj, const char *name, int64_t *value);
+int dd__h5_attr_f64(hid_t obj, const char *name, double value);
+int dd__h5_read_attr_f64(hid_t obj, const char *name, double *value);
 /* Read the 1-D integer dataset `name` of an open file into *out ([*n],
  * owned by the caller). DD_ENOTFOUND (no message) if it does not exist;
  * other failures name path, name and role. */

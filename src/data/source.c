@@ -850,15 +850,8 @@ void dd_split_all(int64_t n, dd_split *s) {
   s->n = n;
 }
 
-int dd_split_holdout(int64_t n, double frac, uint64_t seed, dd_split *train, dd_split *val) {
-  memset(train, 0, sizeof *train);
-  memset(val, 0, sizeof *val);
-  int64_t nval = (int64_t)llround(frac * (double)n);
-  if (nval < 1 || nval >= n)
-    return dd_error(DD_ECONFIG,
-                    "data.val_fraction = %g of %lld samples leaves %lld for "
-                    "validation and %lld for training; both need at least one",
-                    frac, (long long)n, (long long)nval, (long long)(n - nval));
+/* 0.1's hold-out: a Fisher-Yates permutation's first nval rows */
+static int holdout_legacy(int64_t n, int64_t nval, uint64_t seed, dd_split *train, dd_split *val) {
   int64_t *perm = dd_alloc((size_t)n, sizeof(int64_t));
   unsigned char *is_val = dd_alloc((size_t)n, 1);
   train->rows = dd_alloc((size_t)(n - nval), sizeof(int64_t));
@@ -877,25 +870,105 @@ int dd_split_holdout(int64_t n, double frac, uint64_t seed, dd_split *train, dd_
       else
         train->rows[a++] = i;
     }
-    train->n = a;
-    val->n = b;
-  } else {
-    dd_split_free(train);
-    dd_split_free(val);
   }
   dd_free(perm);
   dd_free(is_val);
   return rc;
 }
 
+enum { BLOCK_WORDS = 8 }; /* 512-bit blocks: one count each for select */
+
+int dd_split_holdout(int64_t n, double frac, uint64_t seed, bool legacy, dd_split *train, dd_split *val) {
+  memset(train, 0, sizeof *train);
+  memset(val, 0, sizeof *val);
+  int64_t nval = (int64_t)llround(frac * (double)n);
+  if (nval < 1 || nval >= n)
+    return dd_error(DD_ECONFIG,
+                    "data.val_fraction = %g of %lld samples leaves %lld for "
+                    "validation and %lld for training; both need at least one",
+                    frac, (long long)n, (long long)nval, (long long)(n - nval));
+  train->n = n - nval;
+  val->n = nval;
+  int rc;
+  if (legacy) {
+    rc = holdout_legacy(n, nval, seed, train, val);
+  } else {
+    /* the validation rows are a seeded bijection's first nval values, kept
+     * as a bitmap: N/8 bytes (12.5 MB at 100M samples) plus a count per 512
+     * rows, and both splits keep file order (chunk locality) */
+    const int64_t words = (n + 63) / 64, blocks = (words + BLOCK_WORDS - 1) / BLOCK_WORDS;
+    train->bits = dd_alloc((size_t)words, sizeof(uint64_t));
+    train->cum = dd_alloc((size_t)blocks + 1, sizeof(int64_t));
+    rc = train->bits && train->cum ? DD_OK : DD_ENOMEM;
+    if (rc == DD_OK) {
+      dd_bij b;
+      dd_bij_init(&b, (uint64_t)n, dd_hash3(seed, 0x73706c6974ULL /* "split" */, 2));
+      for (int64_t i = 0; i < nval; i++) {
+        uint64_t r = dd_bij_at(&b, (uint64_t)i);
+        train->bits[r / 64] |= 1ULL << (r % 64);
+      }
+      for (int64_t k = 0; k < blocks; k++) {
+        int64_t ones = 0;
+        for (int64_t w = k * BLOCK_WORDS; w < words && w < (k + 1) * BLOCK_WORDS; w++)
+          ones += __builtin_popcountll(train->bits[w]);
+        train->cum[k + 1] = train->cum[k] + ones;
+      }
+      train->nbits = n;
+      train->owns = true;
+      val->bits = train->bits;
+      val->cum = train->cum;
+      val->nbits = n;
+      val->ones = true;
+    }
+  }
+  if (rc) {
+    dd_split_free(train);
+    dd_split_free(val);
+  }
+  return rc;
+}
+
+/* the k-th set (ones) or clear bit of the split's bitmap */
+static int64_t select_bit(const dd_split *s, int64_t k) {
+  const int64_t words = (s->nbits + 63) / 64, blocks = (words + BLOCK_WORDS - 1) / BLOCK_WORDS;
+  int64_t lo = 0, hi = blocks - 1; /* the last block whose count before it is <= k */
+  while (lo < hi) {
+    int64_t mid = (lo + hi + 1) / 2;
+    int64_t before = s->ones ? s->cum[mid] : mid * BLOCK_WORDS * 64 - s->cum[mid];
+    if (before <= k)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  k -= s->ones ? s->cum[lo] : lo * BLOCK_WORDS * 64 - s->cum[lo];
+  for (int64_t w = lo * BLOCK_WORDS; w < words; w++) {
+    uint64_t v = s->ones ? s->bits[w] : ~s->bits[w];
+    int c = __builtin_popcountll(v);
+    if (k < c) {
+      for (; k > 0; k--)
+        v &= v - 1;
+      return w * 64 + __builtin_ctzll(v);
+    }
+    k -= c;
+  }
+  return -1; /* not reached for k < n */
+}
+
 int64_t dd_split_row(const dd_split *s, int64_t pos) {
-  return s->rows ? s->rows[pos] : pos;
+  if (s->rows)
+    return s->rows[pos];
+  if (s->bits)
+    return select_bit(s, pos);
+  return pos;
 }
 
 void dd_split_free(dd_split *s) {
   if (!s)
     return;
   dd_free(s->rows);
-  s->rows = NULL;
-  s->n = 0;
+  if (s->owns) {
+    dd_free(s->bits);
+    dd_free(s->cum);
+  }
+  memset(s, 0, sizeof *s);
 }

@@ -28,7 +28,12 @@ typedef struct run {
   double lr;         /* LR of the last step */
   double grad_norm;  /* global gradient norm of the last step; NaN if not computed */
   dd_train_state st;
-  int64_t *perm, *rows;
+  int64_t *rows;
+  dd_order order;        /* the epoch in progress */
+  int order_kind;        /* DD_ORDER_* of st.sampler */
+  int64_t val_n;         /* data.val_fraction: the hold-out's size (split drawn after resuming) */
+  uint64_t digest_local; /* this rank's share of the epoch's sample digest since digest_base */
+  uint64_t digest_base;  /* all ranks' digest before this run joined the epoch */
   void *ybuf;
   int32_t *lenbuf; /* [micro batch] sequence lengths */
   int64_t steps_per_epoch;
@@ -126,9 +131,17 @@ static int load_data(run *r) {
     dd_split_all(r->ti->n, &r->tr);
     dd_split_all(dd_source_get_info(r->val_src)->n, &r->va);
   } else if (cfg->val_fraction > 0) {
-    rc = dd_split_holdout(r->ti->n, cfg->val_fraction, (uint64_t)cfg->seed, &r->tr, &r->va);
-    if (rc)
-      return rc;
+    /* the rows are drawn from the run's seed once it is known (a resumed
+     * run's comes from its checkpoint); the sizes are known now */
+    const int64_t n = r->ti->n, nval = (int64_t)llround(cfg->val_fraction * (double)n);
+    if (nval < 1 || nval >= n)
+      return dd_error(DD_ECONFIG,
+                      "data.val_fraction = %g of %lld samples leaves %lld for validation and %lld for training; both "
+                      "need at least one",
+                      cfg->val_fraction, (long long)n, (long long)nval, (long long)(n - nval));
+    r->val_n = nval;
+    r->tr.n = n - nval;
+    r->va.n = nval;
   } else {
     dd_split_all(r->ti->n, &r->tr);
   }
@@ -194,12 +207,56 @@ static int setup(run *r) {
   if (rc)
     return rc;
   r->lr = r->grad_norm = NAN;
-  r->perm = dd_alloc((size_t)r->tr.n, sizeof(int64_t));
   r->rows = dd_alloc((size_t)micro_max, sizeof(int64_t));
   r->ybuf = dd_alloc((size_t)micro_max, dd_source_label_bytes(r->train_src));
   r->lenbuf = dd_alloc((size_t)micro_max, sizeof(int32_t));
-  if (!r->perm || !r->rows || !r->ybuf || !r->lenbuf)
+  if (!r->rows || !r->ybuf || !r->lenbuf)
     return DD_ENOMEM;
+  return DD_OK;
+}
+
+/* The sample order this config asks for. */
+static void set_sampler(run *r, dd_train_state *st) {
+  const dd_config *cfg = r->cfg;
+  memset(st->sampler, 0, sizeof st->sampler);
+  if (cfg->shuffle == DD_SHUFFLE_CHUNKS) {
+    snprintf(st->sampler, sizeof st->sampler, "chunks");
+    /* the HDF5 chunks of the features; contiguous data: blocks of 1024 rows */
+    st->sampler_chunk = r->ti->chunk_rows > 0 ? r->ti->chunk_rows : 1024;
+    st->sampler_window = cfg->shuffle_window;
+  } else {
+    snprintf(st->sampler, sizeof st->sampler, "global");
+    st->sampler_chunk = st->sampler_window = 0;
+  }
+}
+
+/* After loading a checkpoint: a version 1 checkpoint keeps its run's
+ * Fisher-Yates orders and hold-out to the end, so it resumes exactly; a
+ * changed data.shuffle applies from the next epoch on. */
+static int resume_sampler(run *r) {
+  dd_train_state want = r->st;
+  set_sampler(r, &want);
+  if (strcmp(r->st.sampler, "legacy") == 0) {
+    if (r->out)
+      fprintf(r->out,
+              "resume: note: a checkpoint of ddtrain 0.1: keeping its sample order and hold-out (Fisher-Yates, "
+              "%lld samples in memory) so the run continues exactly\n",
+              (long long)r->ti->n);
+    return DD_OK;
+  }
+  const bool differ = strcmp(want.sampler, r->st.sampler) != 0 || want.sampler_chunk != r->st.sampler_chunk ||
+                      want.sampler_window != r->st.sampler_window;
+  if (differ && r->st.batch > 0)
+    return dd_error(DD_ECONFIG,
+                    "the checkpoint is in the middle of epoch %lld with data.shuffle %s (chunk %lld, window %lld); "
+                    "resume with the same data.shuffle and data.shuffle_window until the epoch ends",
+                    (long long)r->st.epoch + 1, r->st.sampler, (long long)r->st.sampler_chunk,
+                    (long long)r->st.sampler_window);
+  if (differ) {
+    snprintf(r->st.sampler, sizeof r->st.sampler, "%s", want.sampler);
+    r->st.sampler_chunk = want.sampler_chunk;
+    r->st.sampler_window = want.sampler_window;
+  }
   return DD_OK;
 }
 
@@ -209,6 +266,7 @@ static int init_state(run *r) {
   r->st.seed = (uint64_t)cfg->seed;
   r->st.nranks = r->P;
   r->st.batch_size = cfg->batch_size;
+  set_sampler(r, &r->st);
   dd_model_init_params(r->m, (uint64_t)cfg->seed);
   int rc = dd_comm_bcast(r->c, r->m->params, r->m->nparams * 4, 0);
   if (rc == DD_OK)
@@ -263,13 +321,26 @@ static int init_state(run *r) {
       r->st.epoch++;
       r->st.batch = 0;
     }
+    if (r->st.batch == 0) /* the epoch starts afresh */
+      r->st.ep_loss = r->st.ep_count = r->st.ep_correct = r->st.ep_samples = 0, r->st.ep_digest = 0;
     r->st.nranks = r->P;
     if (r->out)
       fprintf(r->out, "resume: %s (epoch %lld, batch %lld, step %lld)\n", path, (long long)r->st.epoch + 1,
               (long long)r->st.batch, (long long)r->st.step);
   }
+  if (path[0]) {
+    rc = resume_sampler(r);
+    if (rc)
+      return rc;
+  }
+  r->order_kind = strcmp(r->st.sampler, "legacy") == 0   ? DD_ORDER_LEGACY
+                  : strcmp(r->st.sampler, "chunks") == 0 ? DD_ORDER_CHUNKS
+                                                         : DD_ORDER_GLOBAL;
+  if (r->val_n > 0) /* the hold-out of the run's seed (a resumed run's is the checkpoint's) */
+    rc = dd_split_holdout(r->ti->n, cfg->val_fraction, r->st.seed, r->order_kind == DD_ORDER_LEGACY, &r->tr, &r->va);
   bool same = false;
-  rc = dd_comm_same_u64(r->c, dd_model_checksum(r->m), &same);
+  if (rc == DD_OK)
+    rc = dd_comm_same_u64(r->c, dd_model_checksum(r->m), &same);
   if (rc == DD_OK && !same)
     rc = dd_error(DD_EMISMATCH, "parameters differ across ranks after the broadcast from rank 0; "
                                 "this points at a broken MPI installation or mixed ddtrain builds");
@@ -365,6 +436,13 @@ static int save(run *r) {
   if (!r->cfg->ckpt_dir[0])
     return DD_OK;
   r->st.nranks = r->P;
+  if (r->st.batch > 0) { /* mid-epoch: the digest so far, of all ranks */
+    uint64_t d = r->digest_local;
+    int rc = dd_comm_allreduce_sum_u64(r->c, &d, 1);
+    if (rc)
+      return rc;
+    r->st.ep_digest = r->digest_base + d;
+  }
   int rc = dd_checkpoint_save_with_vocab(r->c, r->cfg->ckpt_dir, (int)r->cfg->ckpt_keep, r->m, r->opt, &r->st,
                                          r->cfg->text, r->ti->vocab, r->ti->nvocab, r->last_ckpt, sizeof r->last_ckpt);
   if (rc == DD_OK && r->metrics) {
@@ -381,6 +459,7 @@ static int save(run *r) {
 
 typedef struct epoch_stats {
   double loss, count, correct, samples, comm_s;
+  double samples_timed; /* by this run (samples/s) */
   double grad_norm_max; /* largest global gradient norm computed (every step when clipping) */
 } epoch_stats;
 
@@ -388,13 +467,16 @@ typedef struct epoch_stats {
  * global batch (gsize samples at gpos): gradients accumulate in m->grads,
  * loss sums into *sums. Every rank runs every micro-batch, even an empty
  * one, so layers that allreduce (batch norm) stay in step. */
-static int micro_step(run *r, const int64_t *gpos, int64_t gsize, int64_t lo, int64_t hi, int j, dd_loss_sums *sums) {
+static int micro_step(run *r, int64_t gpos, int64_t gsize, int64_t lo, int64_t hi, int j, dd_loss_sums *sums) {
   dd_model *m = r->m;
   int64_t mlo, mhi;
   dd_sampler_shard(hi - lo, r->accum, j, &mlo, &mhi);
   const int n = (int)(mhi - mlo);
-  for (int i = 0; i < n; i++)
-    r->rows[i] = dd_split_row(&r->tr, gpos[lo + mlo + i]);
+  for (int i = 0; i < n; i++) {
+    const int64_t pos = gpos + lo + mlo + i; /* position in the epoch */
+    r->rows[i] = dd_split_row(&r->tr, dd_order_row(&r->order, pos));
+    r->digest_local += dd_hash3((uint64_t)r->st.epoch, (uint64_t)pos, (uint64_t)r->rows[i]);
+  }
   int rc = dd_source_read(r->train_src, r->rows, n, m->acts[0], r->ybuf, r->lenbuf);
   if (rc)
     return rc;
@@ -444,7 +526,7 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   const int64_t gsize = dd_sampler_batch_size(r->tr.n, B, b);
   int64_t lo, hi;
   dd_sampler_shard(gsize, r->P, r->rank, &lo, &hi);
-  const int64_t *gpos = r->perm + b * B;
+  const int64_t gpos = b * B;
   dd_model_zero_grad(m);
   dd_loss_sums sums = {0};
   int rc = DD_OK;
@@ -489,6 +571,11 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   es->count += count;
   es->correct += tail[DD__TAIL_CORRECT];
   es->samples += (double)gsize;
+  es->samples_timed += (double)gsize;
+  r->st.ep_loss = es->loss;
+  r->st.ep_count = es->count;
+  r->st.ep_correct = es->correct;
+  r->st.ep_samples = es->samples;
   if (tail[DD__TAIL_STOP] > 0.0f)
     return DD_EINTERRUPTED;
   return DD_OK;
@@ -523,8 +610,14 @@ static int run_epochs(run *r, dd_train_result *res) {
   }
   while (r->st.epoch < cfg->epochs) {
     const int64_t epoch = r->st.epoch;
-    dd_sampler_permutation(r->perm, r->tr.n, r->st.seed, epoch);
-    epoch_stats es = {0};
+    rc = dd_order_init(&r->order, r->order_kind, r->tr.n, r->st.seed, epoch, r->st.sampler_chunk, r->st.sampler_window);
+    if (rc)
+      return rc;
+    /* a mid-epoch resume continues the epoch's statistics and digest */
+    epoch_stats es = {
+        .loss = r->st.ep_loss, .count = r->st.ep_count, .correct = r->st.ep_correct, .samples = r->st.ep_samples};
+    r->digest_base = r->st.ep_digest;
+    r->digest_local = 0;
     double t_epoch = dd_now(), last_draw = 0.0;
     for (int64_t b = r->st.batch; b < r->steps_per_epoch; b++) {
       rc = train_step(r, b, &es);
@@ -576,11 +669,20 @@ static int run_epochs(run *r, dd_train_result *res) {
     }
     r->st.epoch = epoch + 1;
     r->st.batch = 0;
+    r->st.ep_loss = r->st.ep_count = r->st.ep_correct = r->st.ep_samples = 0;
+    r->st.ep_digest = 0;
+    r->digest_base = r->digest_local = 0;
     const bool cls = cfg->loss == DD_LOSS_CROSS_ENTROPY;
     double tl = es.count > 0 ? es.loss / es.count : NAN;
     double vl = vs.count > 0 ? vs.loss / vs.count : NAN;
     double va = cls && vs.count > 0 ? vs.correct / vs.count : NAN;
-    double sps = es.samples / (t_train > 0 ? t_train : 1e-9);
+    double sps = es.samples_timed / (t_train > 0 ? t_train : 1e-9);
+    uint64_t digest = r->digest_local;
+    rc = dd_comm_allreduce_sum_u64(r->c, &digest, 1);
+    if (rc)
+      return rc;
+    digest += r->digest_base;
+    dd_order_free(&r->order);
     if (r->out) {
       if (r->o && r->o->progress)
         fprintf(r->out, "\r%*s\r", 100, "");
@@ -608,6 +710,7 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "lr", r->lr, false); /* of the epoch's last step */
       if (cfg->optim.clip_norm > 0)
         jnum(f, "grad_norm_max", es.grad_norm_max, false);
+      fprintf(f, "\"samples\": %.0f, \"samples_digest\": \"%016llx\", ", es.samples, (unsigned long long)digest);
       jnum(f, "samples_per_s", sps, false);
       jnum(f, "epoch_s", t_train, false);
       jnum(f, "allreduce_s", es.comm_s, false);
@@ -678,7 +781,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     res->epochs = r.st.epoch;
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);
   }
-  dd_free(r.perm);
+  dd_order_free(&r.order);
   dd_free(r.rows);
   dd_free(r.ybuf);
   dd_free(r.lenbuf);

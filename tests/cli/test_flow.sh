@@ -57,7 +57,8 @@ $PY - "$ck" <<'PY' || fail "checkpoint readable with h5py in its documented layo
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")
 assert f.attrs["format"] in (b"ddtrain-checkpoint", "ddtrain-checkpoint")
-assert f.attrs["format_version"] == 1 and f.attrs["epoch"] == 3
+assert f.attrs["format_version"] == 2 and f.attrs["epoch"] == 3
+assert f.attrs["sampler"] in (b"global", "global") and f.attrs["epoch_samples"] == 0   # at an epoch boundary
 assert f["params/layer0/weight"].shape == (64, 32)      # [out, in] like torch.nn.Linear
 assert f["params/layer0/bias"].shape == (64,)
 assert f["params/layer2/weight"].shape == (5, 64)

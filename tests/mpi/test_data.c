@@ -58,42 +58,59 @@ static void loads_identically(void) {
   CHECK_OK(dd_data_load(world, p, "/x", NULL, "data", &fx));
   CHECK(fx && fx->ykind == 0 && fx->yc == NULL && fx->n == 300);
   dd_data_free(fx);
-  /* holdout split: disjoint, complete, deterministic */
-  dd_split tr, va, tr2, va2;
-  CHECK_OK(dd_split_holdout(ds->n, 0.2, 9, &tr, &va));
-  CHECK_OK(dd_split_holdout(ds->n, 0.2, 9, &tr2, &va2));
-  CHECK_INT(va.n, 60);
-  CHECK_INT(tr.n + va.n, 300);
-  int seen[300] = {0};
-  for (int64_t i = 0; i < tr.n; i++)
-    seen[dd_split_row(&tr, i)]++;
-  for (int64_t i = 0; i < va.n; i++)
-    seen[dd_split_row(&va, i)]++;
-  int ok = 1;
-  for (int i = 0; i < 300; i++)
-    ok &= seen[i] == 1;
-  CHECK(ok);
-  int same_rows = 0;
-  for (int64_t i = 0; i < va.n; i++)
-    same_rows += dd_split_row(&va, i) == dd_split_row(&va2, i);
-  CHECK_INT(same_rows, va.n);
-  /* a source reads the right rows, in the order asked */
-  dd_source *src = NULL;
-  dd_source_spec spec = {.path = p, .xname = "/x", .yname = "/y", .key = "data.train"};
-  CHECK_OK(dd_source_open(world, &spec, &src));
-  int64_t rows[2] = {dd_split_row(&va, 5), dd_split_row(&va, 0)};
-  float xb[24];
-  int32_t yb[2];
-  CHECK_OK(dd_source_read(src, rows, 2, xb, yb, NULL));
-  CHECK(memcmp(xb, ds->x + rows[0] * 12, 12 * sizeof(float)) == 0);
-  CHECK(memcmp(xb + 12, ds->x + rows[1] * 12, 12 * sizeof(float)) == 0);
-  CHECK_INT(yb[0], ds->yc[rows[0]]);
-  CHECK_INT(yb[1], ds->yc[rows[1]]);
-  dd_source_close(src);
-  dd_split_free(&tr);
-  dd_split_free(&va);
-  dd_split_free(&tr2);
-  dd_split_free(&va2);
+  /* holdout split: disjoint, complete, deterministic, file order within each; both kinds */
+  for (int legacy = 0; legacy < 2; legacy++) {
+    dd_split tr, va, tr2, va2;
+    CHECK_OK(dd_split_holdout(ds->n, 0.2, 9, legacy, &tr, &va));
+    CHECK_OK(dd_split_holdout(ds->n, 0.2, 9, legacy, &tr2, &va2));
+    CHECK_INT(va.n, 60);
+    CHECK_INT(tr.n + va.n, 300);
+    int seen[300] = {0}, ordered = 1, same_rows = 0;
+    for (int64_t i = 0; i < tr.n; i++) {
+      seen[dd_split_row(&tr, i)]++;
+      ordered &= i == 0 || dd_split_row(&tr, i) > dd_split_row(&tr, i - 1);
+    }
+    for (int64_t i = 0; i < va.n; i++) {
+      seen[dd_split_row(&va, i)]++;
+      ordered &= i == 0 || dd_split_row(&va, i) > dd_split_row(&va, i - 1);
+      same_rows += dd_split_row(&va, i) == dd_split_row(&va2, i);
+    }
+    int ok = 1;
+    for (int i = 0; i < 300; i++)
+      ok &= seen[i] == 1;
+    CHECK(ok);
+    CHECK(ordered);
+    CHECK_INT(same_rows, va.n);
+    /* another seed, another hold-out */
+    dd_split tr3, va3;
+    CHECK_OK(dd_split_holdout(ds->n, 0.2, 10, legacy, &tr3, &va3));
+    int same3 = 0;
+    for (int64_t i = 0; i < va.n; i++)
+      same3 += dd_split_row(&va, i) == dd_split_row(&va3, i);
+    CHECK(same3 < 30);
+    int64_t row0 = dd_split_row(&va, 0), row5 = dd_split_row(&va, 5);
+    dd_split_free(&va);
+    dd_split_free(&tr);
+    dd_split_free(&va2);
+    dd_split_free(&tr2);
+    dd_split_free(&va3);
+    dd_split_free(&tr3);
+    if (legacy)
+      break;
+    /* a source reads the right rows, in the order asked */
+    dd_source *src = NULL;
+    dd_source_spec spec = {.path = p, .xname = "/x", .yname = "/y", .key = "data.train"};
+    CHECK_OK(dd_source_open(world, &spec, &src));
+    int64_t rows[2] = {row5, row0};
+    float xb[24];
+    int32_t yb[2];
+    CHECK_OK(dd_source_read(src, rows, 2, xb, yb, NULL));
+    CHECK(memcmp(xb, ds->x + rows[0] * 12, 12 * sizeof(float)) == 0);
+    CHECK(memcmp(xb + 12, ds->x + rows[1] * 12, 12 * sizeof(float)) == 0);
+    CHECK_INT(yb[0], ds->yc[rows[0]]);
+    CHECK_INT(yb[1], ds->yc[rows[1]]);
+    dd_source_close(src);
+  }
   dd_data_free(ds);
 }
 
