@@ -152,6 +152,9 @@ int dd__model_from_checkpoint(dd_comm *c, const char *ckpt, const char *data, co
                          .yname = need_labels ? (yname ? yname : (*cfg)->y) : NULL,
                          .lengths = (*cfg)->lengths,
                          .pad_id = (*cfg)->pad_id,
+                         .map = !isnan((*cfg)->scale) || !isnan((*cfg)->shift),
+                         .scale = isnan((*cfg)->scale) ? 1.0 : (*cfg)->scale,
+                         .shift = isnan((*cfg)->shift) ? 0.0 : (*cfg)->shift,
                          .key = "the data argument"};
   rc = dd_source_open(c, &spec, src);
   if (rc == DD_OK)

@@ -107,8 +107,15 @@ static void jstr(FILE *f, const char *key, const char *v) {
 
 static int open_source(run *r, const char *path, const char *key, dd_source **out) {
   const dd_config *cfg = r->cfg;
-  dd_source_spec spec = {
-      .path = path, .xname = cfg->x, .yname = cfg->y, .lengths = cfg->lengths, .pad_id = cfg->pad_id, .key = key};
+  dd_source_spec spec = {.path = path,
+                         .xname = cfg->x,
+                         .yname = cfg->y,
+                         .lengths = cfg->lengths,
+                         .pad_id = cfg->pad_id,
+                         .map = !isnan(cfg->scale) || !isnan(cfg->shift),
+                         .scale = isnan(cfg->scale) ? 1.0 : cfg->scale,
+                         .shift = isnan(cfg->shift) ? 0.0 : cfg->shift,
+                         .key = key};
   return dd_source_open(r->c, &spec, out);
 }
 
