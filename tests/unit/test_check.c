@@ -78,6 +78,17 @@ static void check_near_sees_nan_and_inf(void) {
   EXPECT_FAILURES(1, CHECK_NEAR(INFINITY, INFINITY, 1e-6));
 }
 
+static void worst_of_keeps_nan(void) {
+  double w = 0;
+  const double e[] = {1e-7, NAN, 3e-7, 2e-7};
+  for (int i = 0; i < 4; i++)
+    w = worst_of(w, e[i]);
+  CHECK(isnan(w)); /* fmax would give 3e-7 */
+  w = worst_of(worst_of(0, 1e-7), INFINITY);
+  CHECK(!(w <= 1e-6));
+  CHECK(worst_of(worst_of(0, 1e-7), 3e-7) == 3e-7);
+}
+
 static void rel_diff_sees_nan_and_inf(void) {
   float want[N], got[N];
   fill(want, got);
@@ -103,6 +114,7 @@ static void rel_diff_sees_nan_and_inf(void) {
 int main(void) {
   RUN(check_close_sees_nan_and_inf);
   RUN(check_near_sees_nan_and_inf);
+  RUN(worst_of_keeps_nan);
   RUN(rel_diff_sees_nan_and_inf);
   return dd_test_failures ? 1 : 0;
 }

@@ -111,7 +111,7 @@ static void conv_case_hw(int B, int C, int H, int W, int O, int kh, int kw, int 
                   acc += (double)Wt[((o * C + c) * kh + ki) * kw + kj] * x[((b * C + c) * H + ih) * W + iw];
               }
           double got = y[((b * O + o) * Ho + oh) * Wo + ow];
-          worst = fmax(worst, fabs(got - acc) / fmax(1.0, fabs(acc)));
+          worst = worst_of(worst, fabs(got - acc) / fmax(1.0, fabs(acc)));
         }
   if (!(worst <= 1e-5))
     DD_FAIL_AT("conv %dx%dx%d k[%d,%d] s[%d,%d] p[%d,%d]: max error %.3g vs naive loops", C, H, W, kh, kw, sh, sw, ph,
@@ -199,7 +199,7 @@ static void pool_case_hw(const char *type, int B, int C, int H, int W, int kh, i
           }
         if (!is_max)
           acc /= kh * kw;
-        worst = fmax(worst, fabs(m->acts[1][(bc * Ho + oh) * Wo + ow] - acc));
+        worst = worst_of(worst, fabs(m->acts[1][(bc * Ho + oh) * Wo + ow] - acc));
       }
   if (!(worst <= 1e-6))
     DD_FAIL_AT("%s %dx%d k[%d,%d] s[%d,%d] p[%d,%d]: max error %.3g vs naive loops", type, H, W, kh, kw, sh, sw, ph, pw,

@@ -54,6 +54,15 @@ extern const char *dd_test_name;
       DD_FAIL_AT("'%s' does not contain '%s'", h_ ? h_ : "(null)", n_);                                                \
   } while (0)
 
+/* The worst of a series of errors, for worst = worst_of(worst, e) in place
+ * of fmax(worst, e) (which drops a NaN): a NaN, once seen, is the worst and
+ * stays, so a final !(worst <= tol) fails on it. */
+static inline double worst_of(double worst, double e) {
+  if (isnan(worst))
+    return worst;
+  return e <= worst ? worst : e;
+}
+
 /* got[0..n) against reference values want[0..n) (e.g. from PyTorch):
  * |got - want| <= tol * max(1, |want|) for every entry, NaN and infinities
  * failing; a failure names the first bad entry, the worst finite one and
