@@ -400,18 +400,19 @@ static void cnn_stack_gradients(void) {
   o.param_scale = 0.1;
   dd_shape in = {3, {2, 8, 8}};
   /* Smooth: the chain rule through every image layer at the default step.
-   * No conv bias: batch norm removes it (its gradient is 0, float noise to
-   * the checker). */
-  dd_layer_spec a[] = {conv(4, 3, 1, 1, false), tu_spec("batchnorm"), tu_spec("tanh"), pool("avgpool2d", 2, -1, 0),
-                       tu_spec("flatten"),      dropout(0.25),        tu_dense(3)};
+   * The conv bias is there on purpose: batch norm removes any per-channel
+   * shift, so its true gradient is exactly 0 and the checker must judge
+   * pure rounding noise (its noise floor) on every kernel set. */
+  dd_layer_spec a[] = {conv(4, 3, 1, 1, true), tu_spec("batchnorm"), tu_spec("tanh"), pool("avgpool2d", 2, -1, 0),
+                       tu_spec("flatten"),     dropout(0.25),        tu_dense(3)};
   CHECK_GRADS("conv-bn-tanh-avgpool-flatten-dropout-dense", a, 7, in, &o);
   /* The usual CNN: moving a batch-norm parameter moves a whole channel, so
    * some of its ReLU units cross 0 within the finite step and directional
    * derivatives carry an error proportional to the step; a smaller step
    * keeps that below the tolerance. */
   o.eps = 3e-3;
-  dd_layer_spec b[] = {conv(4, 3, 1, 1, false), tu_spec("batchnorm"), tu_spec("relu"), pool("maxpool2d", 2, -1, 0),
-                       tu_spec("flatten"),      dropout(0.25),        tu_dense(3)};
+  dd_layer_spec b[] = {conv(4, 3, 1, 1, true), tu_spec("batchnorm"), tu_spec("relu"), pool("maxpool2d", 2, -1, 0),
+                       tu_spec("flatten"),     dropout(0.25),        tu_dense(3)};
   CHECK_GRADS("conv-bn-relu-maxpool-flatten-dropout-dense", b, 7, in, &o);
 }
 
