@@ -36,8 +36,8 @@ static void fast_math_accuracy(void) {
   dd_fast_sigmoid(s, x, N);
   double et = 0, es = 0;
   for (int i = 0; i < N; i++) {
-    et = fmax(et, fabs((double)y[i] - tanh((double)x[i])));
-    es = fmax(es, fabs((double)s[i] - 1.0 / (1.0 + exp(-(double)x[i]))));
+    et = worst_of(et, fabs((double)y[i] - tanh((double)x[i])));
+    es = worst_of(es, fabs((double)s[i] - 1.0 / (1.0 + exp(-(double)x[i]))));
   }
   if (!(et <= 5e-7))
     DD_FAIL_AT("fast tanh max abs error %.3g > 5e-7", et);

@@ -65,7 +65,7 @@ static void init_statistics(void) {
   dd_param *w2 = &m->layers[2].param[0];
   double lim = sqrt(6.0 / 700.0), mx = 0;
   for (int64_t i = 0; i < w2->size; i++)
-    mx = fmax(mx, fabs(w2->data[i]));
+    mx = worst_of(mx, fabs(w2->data[i]));
   CHECK(mx <= lim && mx > 0.95 * lim);
   /* same seed, same parameters; checksum tracks changes */
   uint64_t h = dd_model_checksum(m);

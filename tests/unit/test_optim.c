@@ -128,7 +128,7 @@ static void matches_pytorch(void) {
         /* float32 on both sides; PyTorch's kernels may round differently
          * (fused multiply-add, operation order) by an ulp or so per step */
         double err = fabs((double)p[i] - (double)r->p[t][i]) / fmax(1.0, fabs((double)r->p[t][i]));
-        worst = fmax(worst, err);
+        worst = worst_of(worst, err);
         if (!(err <= 5e-7))
           DD_FAIL_AT("%s: step %d, p[%d] = %.9g, PyTorch %.9g", r->name, t + 1, i, (double)p[i], (double)r->p[t][i]);
       }

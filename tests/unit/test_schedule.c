@@ -34,7 +34,7 @@ static void matches_pytorch(void) {
     for (int step = 0; step < SCHED_STEPS; step++) {
       double lr = dd_schedule_lr(&s, step, step / SCHED_SPE);
       double err = fabs(lr - r->lr[step]) / fmax(1e-12, fabs(r->lr[step]));
-      worst = fmax(worst, err);
+      worst = worst_of(worst, err);
       if (!(err <= 1e-9))
         DD_FAIL_AT("%s: step %d: lr %.17g, PyTorch %.17g", r->name, step, lr, r->lr[step]);
     }

@@ -42,8 +42,8 @@ static void gemm_all_transposes(void) {
       double worst = 0;
       for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++)
-          worst = fmax(worst, fabs(C[i * ldc + j] - R[i * ldc + j]) / (1 + fabs(R[i * ldc + j])));
-      if (worst > 1e-4)
+          worst = worst_of(worst, fabs(C[i * ldc + j] - R[i * ldc + j]) / (1 + fabs(R[i * ldc + j])));
+      if (!(worst <= 1e-4))
         DD_FAIL_AT("gemm %dx%dx%d ta=%d tb=%d: max rel diff %g", M, N, K, ta, tb, worst);
       dd_free(A);
       dd_free(B);

@@ -68,6 +68,8 @@ int tu_params(dd_comm *c, const char *ckpt, float **p, int64_t *n) {
 double tu_rel_diff(const float *a, const float *b, int64_t n) {
   double d = 0, s = 0;
   for (int64_t i = 0; i < n; i++) {
+    if (!isfinite(a[i]) || !isfinite(b[i])) /* fmax would skip a NaN and keep going */
+      return NAN;
     d = fmax(d, fabs((double)a[i] - b[i]));
     s = fmax(s, fabs((double)b[i]));
   }
