@@ -3,7 +3,8 @@
 # release build (unit, mpi, cli, system tests), then the ASan+UBSan build
 # (unit, mpi, cli). Run from anywhere: bash tests/run.sh
 # Environment: DD_TEST_LABELS (ctest -L regex, default all), DD_SKIP_SYSTEM=1 (no Slurm, namespace
-# and container tests: ctest -LE system), DD_SKIP_ASAN=1.
+# and container tests: ctest -LE system), DD_SKIP_ASAN=1, DD_SKIP_KERNELS=1 (no unit+mpi rerun per
+# OpenBLAS kernel set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
@@ -17,6 +18,21 @@ label=()
 [ "${DD_SKIP_SYSTEM:-0}" = 1 ] && label+=(-LE system)
 echo "== tests (release)"
 ctest --preset release -j"$jobs" "${label[@]}"
+# The unit and mpi tests again under every OpenBLAS kernel set (docs/blas-kernels.md): results must
+# hold whatever kernels a machine runs. A set this machine cannot run correctly (some machines set
+# OPENBLAS_CORETYPE because of one) fails the self-check first and is skipped, with the reason.
+if [ "${DD_SKIP_KERNELS:-0}" != 1 ]; then
+    for k in Prescott Haswell SkylakeX Cooperlake Zen; do
+        if ! why=$(OPENBLAS_CORETYPE=$k build/release/ddtrain --blas-check 2>&1); then
+            echo "== kernel set $k: skipped: $why"
+            continue
+        fi
+        echo "== tests (release, unit + mpi, OPENBLAS_CORETYPE=$k)"
+        OPENBLAS_CORETYPE=$k ctest --preset release -j"$jobs" -L 'unit|mpi' -LE cli --output-on-failure >/tmp/ddtrain-kernels-$k.log 2>&1 ||
+            { tail -n 40 /tmp/ddtrain-kernels-$k.log; echo "== tests failed with OPENBLAS_CORETYPE=$k"; exit 1; }
+        grep -E 'tests passed' /tmp/ddtrain-kernels-$k.log
+    done
+fi
 if [ "${DD_SKIP_ASAN:-0}" != 1 ]; then
     echo "== AddressSanitizer + UndefinedBehaviorSanitizer build"
     cmake --preset asan >/dev/null
