@@ -206,6 +206,50 @@ int dd_order_init(dd_order *o, int kind, int64_t n, uint64_t seed, int64_t epoch
 int64_t dd_order_row(const dd_order *o, int64_t pos);
 void dd_order_free(dd_order *o);
 
+/* ---- prefetch: this rank's micro-batches, read ahead (src/data/loader.c) -
+ * A background thread walks the plan's micro-batches in order, from (epoch,
+ * batch) on: for each global batch the rank's contiguous share, split into
+ * accum micro-batches, each sample's row = split row of the epoch order's
+ * position. It fills up to `depth` buffers ahead of the consumer, reads
+ * without HDF5 (dd_source_read), blocks every signal (stop requests stay
+ * the main thread's) and hands an error to the consumer with its message. */
+typedef struct dd_loader_plan {
+  dd_source *src;
+  const dd_split *split; /* borrowed; positions 0..split->n-1 */
+  int order_kind;        /* DD_ORDER_* */
+  uint64_t seed;
+  int64_t chunk, window; /* DD_ORDER_CHUNKS */
+  int64_t B, steps_per_epoch;
+  int P, rank, accum, micro_max;
+  int64_t epoch, batch; /* the first step to deliver */
+  int64_t epochs;       /* stop after epoch epochs - 1 */
+} dd_loader_plan;
+
+typedef struct dd_micro {
+  int64_t epoch, batch;
+  int j;           /* micro-batch of the step */
+  int n;           /* samples (may be 0) */
+  int64_t gsize;   /* samples in the global batch */
+  int64_t sample0; /* position of the first sample in the global batch */
+  float *x;        /* [n, xsize] */
+  void *y;         /* [n, ysize] */
+  int32_t *len;    /* [n] if the source has lengths */
+  int64_t *rows;   /* [n] sample ids */
+  uint64_t digest; /* sum of hash(epoch, position, id) */
+  int status;
+  char msg[512];
+} dd_micro;
+
+typedef struct dd_loader dd_loader;
+int dd_loader_start(const dd_loader_plan *p, int depth, dd_loader **out);
+/* The next micro-batch (blocks until it is read; *waited += the seconds
+ * blocked). Valid until dd_loader_done. A read error comes back as its
+ * status with the message adopted. */
+int dd_loader_next(dd_loader *l, dd_micro **mb, double *waited);
+void dd_loader_done(dd_loader *l);
+/* Stop the thread and free (NULL: no-op). */
+void dd_loader_stop(dd_loader *l);
+
 /* ---- writing (rank 0 only; atomic: temporary file, fsync, rename) ------ */
 
 enum { DD_F32 = 1, DD_I32 = 2 };

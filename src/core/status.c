@@ -7,8 +7,9 @@
 
 #define DD_MSG_MAX 1024
 
-static char dd__msg[DD_MSG_MAX];
-static int dd__msg_set;
+/* per thread: the prefetch thread reports its own errors (the consumer adopts them) */
+static _Thread_local char dd__msg[DD_MSG_MAX];
+static _Thread_local int dd__msg_set;
 
 const char *dd_strerror(int status) {
   switch (status) {

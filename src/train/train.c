@@ -29,7 +29,7 @@ typedef struct run {
   double grad_norm;  /* global gradient norm of the last step; NaN if not computed */
   dd_train_state st;
   int64_t *rows;
-  dd_order order;        /* the epoch in progress */
+  dd_loader *loader;     /* this rank's micro-batches, prefetched */
   int order_kind;        /* DD_ORDER_* of st.sampler */
   int64_t val_n;         /* data.val_fraction: the hold-out's size (split drawn after resuming) */
   uint64_t digest_local; /* this rank's share of the epoch's sample digest since digest_base */
@@ -467,6 +467,7 @@ static int save(run *r) {
 typedef struct epoch_stats {
   double loss, count, correct, samples, comm_s;
   double samples_timed; /* by this run (samples/s) */
+  double data_s;        /* the steps waited for their data */
   double grad_norm_max; /* largest global gradient norm computed (every step when clipping) */
 } epoch_stats;
 
@@ -474,22 +475,29 @@ typedef struct epoch_stats {
  * global batch (gsize samples at gpos): gradients accumulate in m->grads,
  * loss sums into *sums. Every rank runs every micro-batch, even an empty
  * one, so layers that allreduce (batch norm) stay in step. */
-static int micro_step(run *r, int64_t gpos, int64_t gsize, int64_t lo, int64_t hi, int j, dd_loss_sums *sums) {
+static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, dd_loss_sums *sums) {
   dd_model *m = r->m;
-  int64_t mlo, mhi;
-  dd_sampler_shard(hi - lo, r->accum, j, &mlo, &mhi);
-  const int n = (int)(mhi - mlo);
-  for (int i = 0; i < n; i++) {
-    const int64_t pos = gpos + lo + mlo + i; /* position in the epoch */
-    r->rows[i] = dd_split_row(&r->tr, dd_order_row(&r->order, pos));
-    r->digest_local += dd_hash3((uint64_t)r->st.epoch, (uint64_t)pos, (uint64_t)r->rows[i]);
-  }
-  int rc = dd_source_read(r->train_src, r->rows, n, m->acts[0], r->ybuf, r->lenbuf);
+  dd_micro *mb = NULL;
+  int rc = dd_loader_next(r->loader, &mb, &es->data_s);
   if (rc)
     return rc;
+  if (mb->epoch != r->st.epoch || mb->batch != b || mb->j != j || mb->gsize != gsize) {
+    dd_loader_done(r->loader);
+    return dd_error(DD_EINVAL,
+                    "internal: the prefetched batch (epoch %lld, batch %lld.%d) is not the step's (%lld, "
+                    "%lld.%d); please report this as a bug",
+                    (long long)mb->epoch, (long long)mb->batch, mb->j, (long long)r->st.epoch, (long long)b, j);
+  }
+  const int n = mb->n;
+  memcpy(m->acts[0], mb->x, sizeof(float) * (size_t)n * (size_t)r->ti->xsize);
+  memcpy(r->ybuf, mb->y, dd_source_label_bytes(r->train_src) * (size_t)n);
+  memcpy(r->lenbuf, mb->len, sizeof(int32_t) * (size_t)n);
+  r->digest_local += mb->digest;
+  const int64_t sample0 = mb->sample0;
+  dd_loader_done(r->loader);
   dd_pass p = {.B = n,
                .B_global = gsize,
-               .sample0 = lo + mlo, /* position in the global batch: masks do not depend on P or M */
+               .sample0 = sample0, /* position in the global batch: masks do not depend on P or M */
                .train = true,
                .seed = r->st.seed,
                .step = r->st.step,
@@ -531,14 +539,11 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   dd_model *m = r->m;
   const int64_t B = cfg->batch_size;
   const int64_t gsize = dd_sampler_batch_size(r->tr.n, B, b);
-  int64_t lo, hi;
-  dd_sampler_shard(gsize, r->P, r->rank, &lo, &hi);
-  const int64_t gpos = b * B;
   dd_model_zero_grad(m);
   dd_loss_sums sums = {0};
   int rc = DD_OK;
   for (int j = 0; j < r->accum && rc == DD_OK; j++)
-    rc = micro_step(r, gpos, gsize, lo, hi, j, &sums);
+    rc = micro_step(r, b, gsize, j, es, &sums);
   /* a local failure must not leave the others waiting in the allreduce */
   float *tail = m->grads + m->nparams;
   tail[DD__TAIL_LOSS] = (float)sums.loss;
@@ -615,11 +620,27 @@ static int run_epochs(run *r, dd_train_result *res) {
               (long long)r->st.step);
     return DD_OK;
   }
+  dd_loader_plan plan = {.src = r->train_src,
+                         .split = &r->tr,
+                         .order_kind = r->order_kind,
+                         .seed = r->st.seed,
+                         .chunk = r->st.sampler_chunk,
+                         .window = r->st.sampler_window,
+                         .B = cfg->batch_size,
+                         .steps_per_epoch = r->steps_per_epoch,
+                         .P = r->P,
+                         .rank = r->rank,
+                         .accum = r->accum,
+                         .micro_max = r->m->max_batch,
+                         .epoch = r->st.epoch,
+                         .batch = r->st.batch,
+                         .epochs = cfg->epochs};
+  /* a step ahead (at least three micro-batches): reading overlaps compute */
+  rc = dd_comm_agree(r->c, dd_loader_start(&plan, r->accum < 2 ? 3 : 2 * r->accum, &r->loader));
+  if (rc)
+    return rc;
   while (r->st.epoch < cfg->epochs) {
     const int64_t epoch = r->st.epoch;
-    rc = dd_order_init(&r->order, r->order_kind, r->tr.n, r->st.seed, epoch, r->st.sampler_chunk, r->st.sampler_window);
-    if (rc)
-      return rc;
     /* a mid-epoch resume continues the epoch's statistics and digest */
     epoch_stats es = {
         .loss = r->st.ep_loss, .count = r->st.ep_count, .correct = r->st.ep_correct, .samples = r->st.ep_samples};
@@ -689,7 +710,6 @@ static int run_epochs(run *r, dd_train_result *res) {
     if (rc)
       return rc;
     digest += r->digest_base;
-    dd_order_free(&r->order);
     if (r->out) {
       if (r->o && r->o->progress)
         fprintf(r->out, "\r%*s\r", 100, "");
@@ -701,7 +721,8 @@ static int run_epochs(run *r, dd_train_result *res) {
         if (cls)
           fprintf(r->out, "  val_acc %6.2f%%", 100.0 * va);
       }
-      fprintf(r->out, "  lr %.3g  %8.0f samples/s  %6.1f s\n", r->lr, sps, dd_now() - r->t0);
+      fprintf(r->out, "  lr %.3g  %8.0f samples/s  data %.1f%%  %6.1f s\n", r->lr, sps,
+              100.0 * es.data_s / (t_train > 0 ? t_train : 1e-9), dd_now() - r->t0);
       fflush(r->out);
     }
     if (r->metrics) {
@@ -721,6 +742,7 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "samples_per_s", sps, false);
       jnum(f, "epoch_s", t_train, false);
       jnum(f, "allreduce_s", es.comm_s, false);
+      jnum(f, "data_wait_s", es.data_s, false);
       jnum(f, "elapsed_s", dd_now() - r->t0, true);
       fprintf(f, "}\n");
       fflush(f);
@@ -788,7 +810,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     res->epochs = r.st.epoch;
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);
   }
-  dd_order_free(&r.order);
+  dd_loader_stop(r.loader);
   dd_free(r.rows);
   dd_free(r.ybuf);
   dd_free(r.lenbuf);
