@@ -30,8 +30,10 @@ typedef struct dd_dataset {
   int ykind;       /* DD_LABELS_*, 0 = no labels loaded */
   dd_shape yshape; /* per sample: [] (ndim 0) for one label, [T] or [K] */
   int64_t ysize;
-  int64_t nclasses;  /* class labels: max label + 1 */
-  float *x;          /* [n * xsize] owned */
+  int64_t nclasses; /* class labels: max label + 1 */
+  float *x;         /* [n * xsize] owned */
+  uint8_t *xu8;     /* or [n * xsize] 8-bit features (images), read as xu8 * xscale + xshift; owned */
+  double xscale, xshift;
   int32_t *yc;       /* [n * ysize] class ids (negative = masked) */
   float *yf;         /* [n * ysize] float targets */
   char *class_names; /* newline-separated names of class ids, or NULL */
@@ -252,13 +254,14 @@ void dd_loader_stop(dd_loader *l);
 
 /* ---- writing (rank 0 only; atomic: temporary file, fsync, rename) ------ */
 
-enum { DD_F32 = 1, DD_I32 = 2 };
+enum { DD_F32 = 1, DD_I32 = 2, DD_U8 = 3 };
 typedef struct dd_array {
   const char *name; /* "/x" */
-  int type;         /* DD_F32 or DD_I32 */
+  int type;         /* DD_F32, DD_I32 or DD_U8 */
   int ndim;
   int64_t dims[DD_SHAPE_MAX + 1];
   const void *data;
+  double scale, shift; /* scale != 0: written as the dataset's scale/shift attributes */
 } dd_array;
 typedef struct dd_attr {
   const char *name;
@@ -282,6 +285,7 @@ typedef struct dd_synth_spec {
   double noise;
   uint64_t seed;
   dd_shape image; /* if ndim 3: x stored as [N, C, H, W] (features = C*H*W) */
+  bool uint8;     /* images: stored as uint8 (x * 255 rounded) with scale 1/255 */
   /* seq_len > 0: token sequences instead (docs/data.md): x [N, seq_len]
    * ids in [0, vocab) right-padded with 0, lengths [N] in [min_len,
    * seq_len], y [N] (or [N, seq_len] if per_step) = which class's words

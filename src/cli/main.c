@@ -90,7 +90,7 @@ static const char *const usage_generate =
 
 static const char *const usage_data =
     "usage: ddtrain data synth --out FILE.h5 [--samples N] [--features D] [--classes K]\n"
-    "                          [--regression] [--outputs K] [--noise S] [--seed S] [--image CxHxW]\n"
+    "                          [--regression] [--outputs K] [--noise S] [--seed S] [--image CxHxW [--uint8]]\n"
     "       ddtrain data synth --out FILE.h5 --seq-len T [--vocab V] [--min-len L] [--per-step]\n"
     "                          [--classes K] [--samples N] [--seed S]\n"
     "       ddtrain data text FILE.txt --out FILE.h5 --seq-len T [--stride S] [--vocab F.h5]\n"
@@ -111,7 +111,7 @@ static const char *const usage_data =
     "import csv: one sample per row; the label column (name or 0-based index, default\n"
     "       last) holds class ids or class names; a header row is detected.\n"
     "import idx: MNIST-style idx3-ubyte images and idx1-ubyte labels (.gz accepted);\n"
-    "       pixels scaled to [0, 1], stored as N x 1 x H x W.\n"
+    "       pixels stored as uint8 N x 1 x H x W with scale 1/255 (read as [0, 1]).\n"
     "inspect: shapes, types, value ranges and label counts of every dataset.\n";
 
 typedef struct cli {
@@ -366,6 +366,8 @@ static int data_synth(cli *x, int argc, char **argv) {
       s.image = (dd_shape){3, {c_, h_, w_, 0}};
     } else if (strcmp(a, "--regression") == 0) {
       s.regression = true;
+    } else if (strcmp(a, "--uint8") == 0) {
+      s.uint8 = true;
     } else {
       rc = usage_error(x, "unknown argument '%s' for data synth", a);
     }
@@ -392,8 +394,8 @@ static int data_synth(cli *x, int argc, char **argv) {
              (long long)s.classes);
     } else if (rc == DD_OK) {
       char sh[64];
-      printf("wrote %s: %lld samples, x %s float32, y %s\n", out, (long long)ds->n,
-             dd_shape_str(ds->xshape, sh, sizeof sh), s.regression ? "float32 targets" : "int32 class ids");
+      printf("wrote %s: %lld samples, x %s %s, y %s\n", out, (long long)ds->n, dd_shape_str(ds->xshape, sh, sizeof sh),
+             ds->xu8 ? "uint8 (scale 1/255)" : "float32", s.regression ? "float32 targets" : "int32 class ids");
     }
     dd_data_free(ds);
   }
@@ -441,7 +443,8 @@ static int data_import(cli *x, int argc, char **argv) {
       rc = dd_data_save(ds, out, csv ? "ddtrain data import csv" : "ddtrain data import idx");
     if (rc == DD_OK) {
       char sh[64];
-      printf("wrote %s: %lld samples, x %s float32", out, (long long)ds->n, dd_shape_str(ds->xshape, sh, sizeof sh));
+      printf("wrote %s: %lld samples, x %s %s", out, (long long)ds->n, dd_shape_str(ds->xshape, sh, sizeof sh),
+             ds->xu8 ? "uint8 (scale 1/255)" : "float32");
       if (ds->ykind == DD_LABELS_CLASS)
         printf(", %lld classes\n", (long long)ds->nclasses);
       else

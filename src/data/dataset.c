@@ -20,6 +20,7 @@ void dd_data_free(dd_dataset *ds) {
   if (!ds)
     return;
   dd_free(ds->x);
+  dd_free(ds->xu8);
   dd_free(ds->yc);
   dd_free(ds->yf);
   dd_free(ds->class_names);

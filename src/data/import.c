@@ -357,13 +357,14 @@ int dd_data_import_idx(const char *images, const char *labels, dd_dataset **out)
     ds->xsize = di[1] * di[2];
     ds->ykind = DD_LABELS_CLASS;
     ds->ysize = 1;
-    ds->x = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(float));
     ds->yc = dd_alloc((size_t)ds->n, sizeof(int32_t));
-    rc = ds->x && ds->yc ? DD_OK : DD_ENOMEM;
+    rc = ds->yc ? DD_OK : DD_ENOMEM;
   }
   if (rc == DD_OK) {
-    for (int64_t i = 0; i < ds->n * ds->xsize; i++)
-      ds->x[i] = (float)pix[i] * (1.0f / 255.0f);
+    /* the pixels stay bytes (4x smaller than float32); training reads them as pixel / 255 */
+    ds->xu8 = pix;
+    pix = NULL;
+    ds->xscale = 1.0 / 255.0;
     int32_t mx = 0;
     for (int64_t i = 0; i < ds->n; i++) {
       ds->yc[i] = lab[i];

@@ -177,6 +177,8 @@ int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
     return dd__data_synth_seq(s, out);
   if (s->seq_len > 0)
     return dd_error(DD_EINVAL, "--seq-len makes classification sequences; drop --regression");
+  if (s->uint8 && s->image.ndim != 3)
+    return dd_error(DD_EINVAL, "--uint8 stores images as bytes; it needs --image CxHxW");
   dd_dataset *ds = NULL;
   int rc = alloc_ds(s, &ds);
   float *a = NULL, *b = NULL;
@@ -199,6 +201,17 @@ int dd_data_synth(const dd_synth_spec *s, dd_dataset **out) {
   }
   dd_free(a);
   dd_free(b);
+  if (rc == DD_OK && s->uint8) { /* the images are in about [0, 1]: 8 bits of it */
+    ds->xu8 = dd_alloc((size_t)(ds->n * ds->xsize), 1);
+    rc = ds->xu8 ? DD_OK : DD_ENOMEM;
+    for (int64_t i = 0; rc == DD_OK && i < ds->n * ds->xsize; i++) {
+      double v = round((double)ds->x[i] * 255.0);
+      ds->xu8[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    ds->xscale = 1.0 / 255.0;
+    dd_free(ds->x);
+    ds->x = NULL;
+  }
   if (rc) {
     dd_data_free(ds);
     return rc;

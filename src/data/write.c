@@ -27,11 +27,15 @@ int dd_data_write(const char *path, const dd_array *arrays, int narrays, const d
     for (int d = 0; d < a->ndim; d++)
       dims[d] = (hsize_t)a->dims[d];
     hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
-    hid_t ft = a->type == DD_I32 ? H5T_STD_I32LE : H5T_IEEE_F32LE;
-    hid_t mt = a->type == DD_I32 ? H5T_NATIVE_INT32 : H5T_NATIVE_FLOAT;
+    hid_t ft = a->type == DD_I32 ? H5T_STD_I32LE : a->type == DD_U8 ? H5T_STD_U8LE : H5T_IEEE_F32LE;
+    hid_t mt = a->type == DD_I32 ? H5T_NATIVE_INT32 : a->type == DD_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
     hid_t ds = sp < 0 ? -1 : H5Dcreate2(f, a->name, ft, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (ds < 0 || H5Dwrite(ds, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, a->data) < 0)
       rc = DD_H5_FAIL(a->name, path);
+    /* compact features: the reader maps them back with x * scale + shift */
+    if (rc == DD_OK && a->scale != 0.0 &&
+        (dd__h5_attr_f64(ds, "scale", a->scale) < 0 || dd__h5_attr_f64(ds, "shift", a->shift) < 0))
+      rc = DD_H5_FAIL("writing the scale attribute", path);
     if (ds >= 0)
       H5Dclose(ds);
     if (sp >= 0)
@@ -66,6 +70,12 @@ int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
   for (int i = 0; i < ds->xshape.ndim; i++)
     a[0].dims[i + 1] = ds->xshape.d[i];
   a[0].data = ds->x;
+  if (ds->xu8) { /* 8-bit features (images) with their map to floats */
+    a[0].type = DD_U8;
+    a[0].data = ds->xu8;
+    a[0].scale = ds->xscale;
+    a[0].shift = ds->xshift;
+  }
   int32_t *ids = NULL;
   if (ds->tokens) { /* token ids go back to the file as integers */
     ids = dd_alloc((size_t)(ds->n * ds->xsize), sizeof(int32_t));
@@ -126,76 +136,132 @@ static void print_attrs(FILE *out, hid_t obj, const char *indent) {
     char name[128], sval[160];
     if (H5Aget_name_by_idx(obj, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) < 0)
       continue;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    if (a < 0)
+      continue;
+    hid_t t = H5Aget_type(a);
+    H5T_class_t c = H5Tget_class(t);
+    H5Tclose(t);
+    H5Aclose(a);
     int64_t iv;
-    if (dd__h5_read_attr_str(obj, name, sval, sizeof sval) == 0) {
+    double dv;
+    if (c == H5T_STRING && dd__h5_read_attr_str(obj, name, sval, sizeof sval) == 0) {
       char *nl = strchr(sval, '\n');
       if (nl)
         strcpy(nl, " ...");
       fprintf(out, "%s@%s = \"%s\"\n", indent, name, sval);
-    } else if (dd__h5_read_attr_i64(obj, name, &iv) == 0) {
+    } else if (c == H5T_INTEGER && dd__h5_read_attr_i64(obj, name, &iv) == 0) {
       fprintf(out, "%s@%s = %lld\n", indent, name, (long long)iv);
+    } else if (c == H5T_FLOAT && dd__h5_read_attr_f64(obj, name, &dv) == 0) {
+      fprintf(out, "%s@%s = %.9g\n", indent, name, dv);
     }
   }
+  H5Eclear2(H5E_DEFAULT);
 }
 
-static void describe_values(FILE *out, hid_t ds, H5T_class_t c, hsize_t total) {
-  const hsize_t cap = (hsize_t)1 << 28;
-  if (total == 0 || total > cap)
+/* How a dataset is stored: layout, chunks and filters (what the streaming reader meets). */
+static void print_storage(FILE *out, hid_t ds, int nd) {
+  hid_t dcpl = H5Dget_create_plist(ds);
+  if (dcpl < 0)
     return;
-  if (c == H5T_INTEGER) {
-    int64_t *v = dd_alloc((size_t)total, sizeof(int64_t));
-    if (!v)
-      return;
-    if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
-      int64_t lo = v[0], hi = v[0];
-      for (hsize_t i = 0; i < total; i++) {
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
-      }
-      fprintf(out, "      values %lld..%lld\n", (long long)lo, (long long)hi);
-      if (lo >= -1 && hi < 1000) {
-        int64_t counts[1001] = {0};
-        for (hsize_t i = 0; i < total; i++)
-          counts[v[i] + 1]++;
-        fprintf(out, "      label counts:");
-        int shown = 0;
-        for (int64_t k = lo; k <= hi; k++) {
-          if (shown++ == 40) {
-            fprintf(out, " ...");
-            break;
-          }
-          fprintf(out, " %lld:%lld", (long long)k, (long long)counts[k + 1]);
-        }
-        fprintf(out, "\n");
-      }
+  H5D_layout_t l = H5Pget_layout(dcpl);
+  if (l == H5D_CHUNKED && nd > 0 && nd <= 32) {
+    hsize_t cd[32];
+    H5Pget_chunk(dcpl, nd, cd);
+    fprintf(out, "      storage: chunked");
+    for (int i = 0; i < nd; i++)
+      fprintf(out, "%s%llu", i ? " x " : " ", (unsigned long long)cd[i]);
+    int nf = H5Pget_nfilters(dcpl);
+    for (int i = 0; i < nf; i++) {
+      unsigned flags, cdv[8];
+      size_t ncd = 8;
+      char fname[64] = "";
+      H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cdv, sizeof fname, fname, NULL);
+      if (id == H5Z_FILTER_DEFLATE)
+        fprintf(out, ", gzip %u", ncd > 0 ? cdv[0] : 0);
+      else if (id == H5Z_FILTER_SHUFFLE)
+        fprintf(out, ", shuffle");
+      else if (id == H5Z_FILTER_FLETCHER32)
+        fprintf(out, ", fletcher32");
+      else
+        fprintf(out, ", filter %d (%s: ddtrain cannot read it)", (int)id, fname[0] ? fname : "?");
     }
-    dd_free(v);
-  } else if (c == H5T_FLOAT) {
-    double *v = dd_alloc((size_t)total, sizeof(double));
-    if (!v)
-      return;
-    if (H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) >= 0) {
-      double lo = INFINITY, hi = -INFINITY, sum = 0.0, sq = 0.0;
-      hsize_t bad = 0;
-      for (hsize_t i = 0; i < total; i++) {
-        if (!isfinite(v[i])) {
-          bad++;
-          continue;
-        }
-        lo = v[i] < lo ? v[i] : lo;
-        hi = v[i] > hi ? v[i] : hi;
-        sum += v[i];
-        sq += v[i] * v[i];
+    fprintf(out, "\n");
+  } else {
+    fprintf(out, "      storage: %s\n", l == H5D_CONTIGUOUS ? "contiguous" : l == H5D_COMPACT ? "compact" : "other");
+  }
+  H5Pclose(dcpl);
+}
+
+/* Statistics over the values, read a slab of rows at a time (any size of file). */
+static void describe_values(FILE *out, hid_t ds, H5T_class_t c, int nd, const hsize_t *dims, hsize_t total,
+                            bool labels) {
+  if (total == 0 || nd < 1)
+    return;
+  hsize_t row = total / dims[0], rows = ((hsize_t)1 << 20) / (row ? row : 1) + 1;
+  if (rows > dims[0])
+    rows = dims[0];
+  double *v = dd_alloc((size_t)(rows * row), sizeof(double));
+  if (!v)
+    return;
+  hid_t fsp = H5Dget_space(ds);
+  int64_t ilo = INT64_MAX, ihi = INT64_MIN;
+  int64_t *counts = dd_alloc(1002, sizeof(int64_t)); /* ids -1..1000 */
+  double lo = INFINITY, hi = -INFINITY, sum = 0.0, sq = 0.0;
+  hsize_t bad = 0, seen = 0;
+  bool ok = counts != NULL;
+  for (hsize_t r0 = 0; ok && r0 < dims[0]; r0 += rows) {
+    hsize_t start[32] = {r0}, count[32];
+    count[0] = r0 + rows <= dims[0] ? rows : dims[0] - r0;
+    for (int d = 1; d < nd; d++)
+      count[d] = dims[d];
+    hsize_t n = count[0] * row;
+    hid_t msp = H5Screate_simple(1, &n, NULL);
+    ok = H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+         H5Dread(ds, H5T_NATIVE_DOUBLE, msp, fsp, H5P_DEFAULT, v) >= 0;
+    H5Sclose(msp);
+    for (hsize_t i = 0; ok && i < n; i++) {
+      if (!isfinite(v[i])) {
+        bad++;
+        continue;
       }
-      double n = (double)(total - bad), mean = n > 0 ? sum / n : 0.0;
-      fprintf(out, "      min %.6g  max %.6g  mean %.6g  std %.6g", lo, hi, mean,
-              n > 0 ? sqrt(fmax(sq / n - mean * mean, 0.0)) : 0.0);
-      if (bad)
-        fprintf(out, "  NON-FINITE: %llu", (unsigned long long)bad);
+      lo = v[i] < lo ? v[i] : lo;
+      hi = v[i] > hi ? v[i] : hi;
+      sum += v[i];
+      sq += v[i] * v[i];
+      seen++;
+      if (c == H5T_INTEGER && v[i] >= -1 && v[i] <= 1000)
+        counts[(int64_t)v[i] + 1]++;
+    }
+  }
+  H5Sclose(fsp);
+  H5Eclear2(H5E_DEFAULT);
+  if (ok && c == H5T_INTEGER && seen) {
+    ilo = (int64_t)lo;
+    ihi = (int64_t)hi;
+    fprintf(out, "      values %lld..%lld\n", (long long)ilo, (long long)ihi);
+    if (labels && ilo >= -1 && ihi < 1000) {
+      fprintf(out, "      label counts:");
+      int shown = 0;
+      for (int64_t k = ilo; k <= ihi; k++) {
+        if (shown++ == 40) {
+          fprintf(out, " ...");
+          break;
+        }
+        fprintf(out, " %lld:%lld", (long long)k, (long long)counts[k + 1]);
+      }
       fprintf(out, "\n");
     }
-    dd_free(v);
+  } else if (ok && c == H5T_FLOAT) {
+    double n = (double)seen, mean = n > 0 ? sum / n : 0.0;
+    fprintf(out, "      min %.6g  max %.6g  mean %.6g  std %.6g", lo, hi, mean,
+            n > 0 ? sqrt(fmax(sq / n - mean * mean, 0.0)) : 0.0);
+    if (bad)
+      fprintf(out, "  NON-FINITE: %llu", (unsigned long long)bad);
+    fprintf(out, "\n");
   }
+  dd_free(counts);
+  dd_free(v);
 }
 
 /* A `data text` vocabulary: the characters of the token ids, in id order. */
@@ -242,10 +308,17 @@ static herr_t visit(hid_t obj, const char *name, const dd_h5o_info *info, void *
   }
   type_name(t, tn, sizeof tn);
   fprintf(ctx->out, "  /%-28s %-24s %s\n", name, shape, tn);
+  print_storage(ctx->out, ds, nd);
+  double scale = 1.0, shift = 0.0;
+  bool has_scale = dd__h5_read_attr_f64(ds, "scale", &scale) == 0,
+       has_shift = dd__h5_read_attr_f64(ds, "shift", &shift) == 0;
+  H5Eclear2(H5E_DEFAULT);
+  if (has_scale || has_shift)
+    fprintf(ctx->out, "      read for training as x * %.9g + %.9g (its scale/shift attributes)\n", scale, shift);
   if (strcmp(name, "vocab") == 0 && nd == 1 && H5Tget_class(t) == H5T_INTEGER)
     print_vocab(ctx->out, ds, total);
-  else
-    describe_values(ctx->out, ds, H5Tget_class(t), total);
+  else if (H5Tget_class(t) == H5T_INTEGER || H5Tget_class(t) == H5T_FLOAT)
+    describe_values(ctx->out, ds, H5Tget_class(t), nd, dims, total, nd <= 2 && !has_scale && !has_shift);
   print_attrs(ctx->out, ds, "      ");
   H5Tclose(t);
   H5Sclose(sp);
