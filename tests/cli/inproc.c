@@ -44,6 +44,8 @@ static int redirect(int to, const char *path) {
 }
 
 int main(int argc, char **argv) {
+  /* whatever src/cli/main.c does before dd_comm_init that changes how commands compute must
+   * happen here too: the cli tests compare in-process results with the real program's */
   dd_comm *c = NULL;
   if (dd_comm_init(&argc, &argv, &c)) {
     fprintf(stderr, "cli_inproc: %s\n", dd_error_message());
