@@ -1,6 +1,7 @@
 # Helpers for command-line tests: run the real ddtrain under mpiexec with a
-# timeout and check exit codes and the one-line error messages.
-# Environment (set by CTest): DDTRAIN, DD_SRC, DD_SCRATCH, MPIEXEC.
+# timeout, or a command line in-process at one rank, and check exit codes and
+# the one-line error messages.
+# Environment (set by CTest): DDTRAIN, DD_INPROC, DD_SRC, DD_SCRATCH, MPIEXEC.
 set -uo pipefail
 : "${DDTRAIN:?set DDTRAIN to the ddtrain binary}" "${DD_SCRATCH:?set DD_SCRATCH to a scratch directory}"
 MPIEXEC=${MPIEXEC:-mpiexec}
@@ -12,13 +13,65 @@ fails=0
 out=$DD_SCRATCH/out.txt
 err=$DD_SCRATCH/err.txt
 
-# ddt NP ARGS...: run ddtrain on NP ranks (NP=0: directly, no launcher), stdout/stderr to files.
+# ddt NP ARGS...: run ddtrain on NP ranks (NP=0: directly, no launcher; NP=in: in-process, see
+# below), stdout/stderr to files. 124 = timed out.
 ddt() {
     local np=$1; shift
-    if [ "$np" = 0 ]; then
+    if [ "$np" = in ]; then
+        inproc "$@"
+    elif [ "$np" = 0 ]; then
         timeout -k 5 120 "$DDTRAIN" "$@" >"$out" 2>"$err"
     else
         timeout -k 5 120 "$MPIEXEC" -n "$np" --oversubscribe "$DDTRAIN" "$@" >"$out" 2>"$err"
+    fi
+}
+
+# NP=in: the command line runs in this script's cli_inproc (tests/cli/inproc.c), one process that
+# started MPI once and runs every such command with the program's own dispatcher (dd_cli_run) at one
+# rank, in the current directory, stdout/stderr to the same files. A launch under AddressSanitizer
+# costs seconds (MPI start, the leak check at exit); this costs what the command does. The leak
+# check runs once, when finish ends cli_inproc. Checks that need a second rank (every rank exits with
+# the same code, a rank count in a message) stay real launches. cli_inproc starts at the first such
+# command, with the script's environment at that point.
+inproc_pid=
+inproc() {
+    local a rc
+    for a in "$@"; do
+        case $a in *$'\t'* | *$'\n'*)
+            echo "NP=in: an argument holds a tab or a newline: run it with NP=0" >"$err"; return 125 ;;
+        esac
+    done
+    if [ -z "$inproc_pid" ]; then
+        : >"$out"; : >"$err"
+        coproc INPROC { exec "${DD_INPROC:?set DD_INPROC to the cli_inproc program}" 2>>"$DD_SCRATCH/inproc.err"; }
+        inproc_pid=$INPROC_PID
+    fi
+    local IFS=$'\t'
+    printf '%s\n' "$PWD$IFS$out$IFS$err${*:+$IFS$*}" >&"${INPROC[1]}"
+    read -r -t 120 -u "${INPROC[0]}" rc && return "$rc"
+    rc=$?
+    if [ $rc -gt 128 ]; then         # no reply in time: a hang
+        kill -KILL "$inproc_pid" 2>/dev/null; wait "$inproc_pid" 2>/dev/null
+        inproc_pid=
+        return 124
+    fi
+    wait "$inproc_pid"; rc=$?        # it died in the command (its report is in $err)
+    echo "cli_inproc died running this command (exit status $rc)" >>"$err"
+    inproc_pid=
+    return 125
+}
+
+# end cli_inproc (MPI_Finalize, and the leak check under AddressSanitizer)
+inproc_stop() {
+    [ -n "$inproc_pid" ] || return 0
+    local rc=0
+    eval "exec ${INPROC[1]}>&-"
+    wait "$inproc_pid" || rc=$?
+    inproc_pid=
+    if [ $rc -ne 0 ]; then
+        echo "FAIL: cli_inproc exited with status $rc (leaks, or an error at exit)"
+        echo "--- its stderr"; tail -n 40 "$DD_SCRATCH/inproc.err"
+        fails=$((fails + 1))
     fi
 }
 
@@ -62,6 +115,7 @@ no_temp_files() {
 }
 
 finish() {
+    inproc_stop
     if [ $fails -ne 0 ]; then echo "$fails check(s) failed"; exit 1; fi
     echo "all checks passed"
     exit 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sequences end to end on real ranks: data text -> a character LSTM -> generate;
 # data synth --seq-len -> an LSTM classifier with lengths -> eval/predict.
+# Commands whose rank count does not matter run in-process (NP in, one rank).
 # (Bad sequence input: test_seq_errors.sh.)
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
@@ -14,7 +15,7 @@ lines = [" ".join(r.choice(words) for _ in range(r.randint(3, 8))) + "." for _ i
 open("corpus.txt", "w", encoding="utf-8").write("\n".join(lines) + "\n")
 PY
 V=$($PY -c "print(len(set(open('corpus.txt', encoding='utf-8').read())))")
-expect_ok "data text" 0 data text corpus.txt --out text.h5 --seq-len 32 --stride 16
+expect_ok "data text" in data text corpus.txt --out text.h5 --seq-len 32 --stride 16
 grep -q "vocabulary of $V characters" "$out" || fail "data text reports the vocabulary size ($V)"
 $PY - <<'PY' || fail "data text layout: x, y = x shifted by one, /vocab of code points"
 import h5py, numpy as np
@@ -28,7 +29,7 @@ text = open("corpus.txt", encoding="utf-8").read()
 assert "".join(chars[i] for i in x[0]) == text[:32]
 PY
 tail -c 3000 corpus.txt > valtext.txt
-expect_ok "data text --vocab: a validation text with the same ids" 0 data text valtext.txt --out textval.h5 --seq-len 32 --vocab text.h5
+expect_ok "data text --vocab: a validation text with the same ids" in data text valtext.txt --out textval.h5 --seq-len 32 --vocab text.h5
 $PY - <<'PY' || fail "data text --vocab keeps the training file's vocabulary and ids"
 import h5py
 a, b = h5py.File("text.h5", "r"), h5py.File("textval.h5", "r")
@@ -36,7 +37,7 @@ assert list(a["vocab"][:]) == list(b["vocab"][:])
 v = b["vocab"][:]
 assert "".join(chr(v[i]) for i in b["x"][0]) == open("valtext.txt", encoding="utf-8").read()[:32]
 PY
-expect_ok "inspect shows the vocabulary" 0 data inspect text.h5
+expect_ok "inspect shows the vocabulary" in data inspect text.h5
 grep -q "vocabulary ($V characters" "$out" || fail "inspect prints the vocabulary"
 grep -q '0:\\n 1:'"' '"' ' "$out" || fail "inspect labels newline and space"
 
@@ -69,7 +70,7 @@ assert "".join(map(chr, f["vocab"][:])).startswith("\n ")
 PY
 expect_ok "generate, greedy" 2 generate "$ck" --prompt "the cat " --length 60 --temperature 0
 g1=$(cat "$out")
-expect_ok "generate, greedy again on 1 rank" 0 generate "$ck" --prompt "the cat " --length 60 --temperature 0
+expect_ok "generate, greedy again on 1 rank" in generate "$ck" --prompt "the cat " --length 60 --temperature 0
 [ "$g1" = "$(cat "$out")" ] || fail "greedy generation is deterministic across rank counts"
 $PY - "$g1" <<'PY' || fail "generated text: the prompt plus 60 characters of the vocabulary, mostly known words"
 import sys
@@ -80,16 +81,16 @@ toks = [w.strip(".") for w in g.split()][:-1]
 known = sum(w in words for w in toks)
 assert known >= 0.7 * len(toks), (known, toks)
 PY
-expect_ok "generate with temperature and seed" 0 generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 7
+expect_ok "generate with temperature and seed" in generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 7
 s1=$(cat "$out")
-ddt 0 generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 7
+ddt in generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 7
 [ "$s1" = "$(cat "$out")" ] || fail "the same seed gives the same sample"
-ddt 0 generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 8
+ddt in generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 8
 [ "$s1" != "$(cat "$out")" ] || fail "another seed gives another sample"
 
 # a sentiment-style classifier on variable-length synthetic sequences
-expect_ok "data synth --seq-len" 0 data synth --out sent.h5 --seq-len 20 --samples 2000 --vocab 60 --seed 4
-expect_ok "data synth --seq-len validation set" 0 data synth --out sentval.h5 --seq-len 20 --samples 400 --vocab 60 --seed 5
+expect_ok "data synth --seq-len" in data synth --out sent.h5 --seq-len 20 --samples 2000 --vocab 60 --seed 4
+expect_ok "data synth --seq-len validation set" in data synth --out sentval.h5 --seq-len 20 --samples 400 --vocab 60 --seed 5
 $PY - <<'PY' || fail "synthetic sequences: padded token ids, lengths, labels"
 import h5py, numpy as np
 f = h5py.File("sent.h5", "r")
@@ -116,18 +117,18 @@ $PY -c "import sys; sys.exit(0 if float('$acc') > 85 else 1)" || fail "classifie
 ck2=$(ls cls/ckpt-*.h5 | tail -1)
 expect_ok "eval the classifier" 2 eval "$ck2" sentval.h5
 grep -q "accuracy $acc%" "$out" || fail "eval reproduces the final validation accuracy ($acc%)"
-expect_ok "one epoch with data.lengths" 0 train cls.yaml train.epochs=1 checkpoint.dir=cls_len
+expect_ok "one epoch with data.lengths" in train cls.yaml train.epochs=1 checkpoint.dir=cls_len
 grep '^final' "$out" > final_len.txt
-expect_ok "the same epoch with data.pad_id instead" 0 train cls.yaml train.epochs=1 data.lengths= data.pad_id=0 checkpoint.dir=cls_pad
+expect_ok "the same epoch with data.pad_id instead" in train cls.yaml train.epochs=1 data.lengths= data.pad_id=0 checkpoint.dir=cls_pad
 grep '^final' "$out" | cmp -s - final_len.txt || fail "pad_id 0 gives the lengths of /lengths: the same final validation figures"
 
 
 # per-step labels with padding: loss and predictions skip the padding
-expect_ok "data synth --per-step" 0 data synth --out step.h5 --seq-len 12 --samples 400 --vocab 30 --per-step --seed 6
+expect_ok "data synth --per-step" in data synth --out step.h5 --seq-len 12 --samples 400 --vocab 30 --per-step --seed 6
 sed -e 's/sent.h5/step.h5/; s/, val: sentval.h5//; s/lengths: \/lengths/pad_id: 0, val_fraction: 0.2/' \
     -e 's/{type: lstm, hidden: 24}/{type: lstm, hidden: 24, sequences: true}/; s/vocab: 60/vocab: 30/; s/epochs: 3/epochs: 1/' \
     cls.yaml > step.yaml
-expect_ok "train per-step with pad_id" 0 train step.yaml checkpoint.dir=step
+expect_ok "train per-step with pad_id" in train step.yaml checkpoint.dir=step
 expect_ok "predict per step" 2 predict "$(ls step/ckpt-*.h5 | tail -1)" step.h5 --out steppred.h5
 $PY - <<'PY' || fail "per-step predictions: [N, T], -1 exactly at padding"
 import h5py, numpy as np
