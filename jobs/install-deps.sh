@@ -12,7 +12,8 @@ build=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openm
        libopenblas-dev libyaml-dev zlib1g-dev)
 test=(python3 python3-numpy python3-h5py iproute2 procps util-linux
       munge slurmctld slurmd slurm-client
-      podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-client strace)
+      podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-client strace
+      clang-format cppcheck shellcheck)
 bench=(python3 python3-torch python3-numpy)
 
 want=("${build[@]}")

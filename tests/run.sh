@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$SECONDS
 bash jobs/install-deps.sh test
+echo "== lint (clang-format, cppcheck, shellcheck)"
+bash tests/lint.sh
 jobs=$(nproc)
 echo "== release build"
 cmake --preset release >/dev/null

@@ -21,6 +21,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DD_WHAT=job
+# shellcheck source=../lib/launch.sh
 source "$here/../lib/launch.sh"
 
 launcher=${DD_LAUNCHER:-srun}

@@ -397,6 +397,8 @@ static int get_chunk(dd__col *c, int64_t cell, const unsigned char **data) {
     if (!victim || s->used < victim->used)
       victim = s;
   }
+  if (!victim)
+    return dd_error(DD_EINVAL, "'%s':%s: no chunk cache", c->path, c->name);
   if (!victim->data && !(victim->data = dd_alloc(c->chunk_bytes, 1)))
     return DD_ENOMEM;
   victim->cell = -1;

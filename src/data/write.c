@@ -113,7 +113,6 @@ int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
 
 typedef struct inspect_ctx {
   FILE *out;
-  const char *path;
   int count;
 } inspect_ctx;
 
@@ -205,7 +204,6 @@ static void describe_values(FILE *out, hid_t ds, H5T_class_t c, int nd, const hs
   if (!v)
     return;
   hid_t fsp = H5Dget_space(ds);
-  int64_t ilo = INT64_MAX, ihi = INT64_MIN;
   int64_t *counts = dd_alloc(1002, sizeof(int64_t)); /* ids -1..1000 */
   double lo = INFINITY, hi = -INFINITY, sum = 0.0, sq = 0.0;
   hsize_t bad = 0, seen = 0;
@@ -237,8 +235,7 @@ static void describe_values(FILE *out, hid_t ds, H5T_class_t c, int nd, const hs
   H5Sclose(fsp);
   H5Eclear2(H5E_DEFAULT);
   if (ok && c == H5T_INTEGER && seen) {
-    ilo = (int64_t)lo;
-    ihi = (int64_t)hi;
+    const int64_t ilo = (int64_t)lo, ihi = (int64_t)hi;
     fprintf(out, "      values %lld..%lld\n", (long long)ilo, (long long)ihi);
     if (labels && ilo >= -1 && ihi < 1000) {
       fprintf(out, "      label counts:");
@@ -334,7 +331,7 @@ int dd_data_inspect(const char *path, FILE *out) {
     return rc;
   fprintf(out, "%s\n", path);
   print_attrs(out, f, "  ");
-  inspect_ctx ctx = {out, path, 0};
+  inspect_ctx ctx = {out, 0};
   if (dd_h5o_visit(f, visit, &ctx, H5O_INFO_BASIC) < 0)
     rc = DD_H5_FAIL("walking the file", path);
   if (ctx.count == 0)

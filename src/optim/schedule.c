@@ -101,9 +101,7 @@ int dd_schedule_resolve(dd_schedule_spec *s) {
   if (s->kind < 0 || s->kind >= DD_SCHED_NKINDS)
     return dd_error(DD_ECONFIG, "schedule.name: unknown schedule #%d; known: %s", s->kind,
                     dd_schedule_names(all, sizeof all));
-  int rc = DD_OK;
-  if (!rc)
-    rc = check_applies(s, "step_size", s->step_size >= 0);
+  int rc = check_applies(s, "step_size", s->step_size >= 0);
   if (!rc)
     rc = check_applies(s, "gamma", !isnan(s->gamma));
   if (!rc)

@@ -59,7 +59,7 @@ static int64_t sample(const float *z, int64_t K, double temperature, dd_rng *r) 
 }
 
 static void put_char(FILE *out, int32_t cp) {
-  char b[4];
+  char b[4] = {0};
   fwrite(b, 1, (size_t)dd_utf8_encode(cp, b), out);
 }
 

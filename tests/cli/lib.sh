@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers for command-line tests: run the real ddtrain under mpiexec with a
 # timeout, or a command line in-process at one rank, and check exit codes and
 # the one-line error messages.
@@ -5,6 +6,7 @@
 set -uo pipefail
 : "${DDTRAIN:?set DDTRAIN to the ddtrain binary}" "${DD_SCRATCH:?set DD_SCRATCH to a scratch directory}"
 MPIEXEC=${MPIEXEC:-mpiexec}
+# shellcheck disable=SC2034 # used by the scripts that source this file
 PY=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1

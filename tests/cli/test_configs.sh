@@ -4,6 +4,7 @@
 # not on a user's cluster). Each run is one short epoch on 2 ranks, with
 # validation, a checkpoint and the metrics log; the data is made in-process (NP in).
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 cfg=$DD_SRC/jobs/configs
 mkdir -p data

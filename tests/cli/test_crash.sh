@@ -4,6 +4,7 @@
 # After each crash every file under a checkpoint's name must be a complete, readable checkpoint, and
 # --resume auto must continue; temporary files of interrupted writes are removed by the next commit.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 expect_ok "synth" 0 data synth --out train.h5 --samples 2000 --features 64 --classes 4 --seed 5

@@ -8,6 +8,7 @@
 # (diverging), a checkpoint rank 0 reads (another model), eval, a data command on
 # rank 0 (inspect).
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 ddt in data synth --out good.h5 --samples 200 --features 20 --classes 4 || exit 1

@@ -3,6 +3,7 @@
 # layer and the fix, the same non-zero exit code on every rank, no hang. The messages are checked in-process
 # (NP in); a CNN trains and a layer that does not fit its input fails on 2 real ranks.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 ddt in data synth --out good.h5 --samples 200 --features 20 --classes 4 || exit 1

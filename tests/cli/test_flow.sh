@@ -3,6 +3,7 @@
 # metrics, eval, predict, inspect, import CSV/IDX, resume, stop on a signal.
 # Commands whose rank count does not matter run in-process (NP in, one rank).
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 expect_ok "version without MPI" 0 --version
@@ -92,7 +93,9 @@ grep -q '^epoch   4/5' "$out" || fail "continues with epoch 4"
 [ "$(grep -c '^epoch ' "$out")" = 2 ] || fail "runs only the remaining epochs"
 expect_ok "resume from a named checkpoint" in train run.yaml train.epochs=5 checkpoint.dir=run-path --resume ck-epoch3.h5
 grep -q "^resume: ck-epoch3.h5" "$out" || fail "says it resumed from the named file"
-$PY - run/$(cd run && ls ckpt-*.h5 | tail -1) run-path/$(cd run-path && ls ckpt-*.h5 | tail -1) <<'PY' || fail "--resume PATH ends bitwise equal to --resume auto from the same checkpoint"
+a=$(cd run && ls ckpt-*.h5 | tail -1)
+b=$(cd run-path && ls ckpt-*.h5 | tail -1)
+$PY - "run/$a" "run-path/$b" <<'PY' || fail "--resume PATH ends bitwise equal to --resume auto from the same checkpoint"
 import sys, h5py, numpy as np
 a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
 assert a.attrs["step"] == b.attrs["step"] and a.attrs["epoch"] == b.attrs["epoch"] == 5

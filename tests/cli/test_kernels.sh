@@ -5,6 +5,7 @@
 # self-check is replaced by the next one. Skipped (exit 77) where OpenBLAS already picks the
 # CPU's own set: there is nothing to choose.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 unset OPENBLAS_CORETYPE DD_BLAS_AUTO DD_BLAS_FAULT
 # LeakSanitizer cannot run under ptrace: the strace'd runs check execs, not leaks

@@ -3,6 +3,7 @@
 # (hostfile, ranks per host, threads, binding, network), a real run on this host that a second run
 # continues, a clean stop on SIGTERM; jobs/slurm/run.sh outside an allocation.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 unset OPENBLAS_NUM_THREADS
 launch=(bash "$DD_SRC/jobs/mpirun.sh")

@@ -4,6 +4,7 @@
 # Commands whose rank count does not matter run in-process (NP in, one rank).
 # (Bad sequence input: test_seq_errors.sh.)
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 # a small text with structure to learn, and one non-ASCII character (UTF-8)

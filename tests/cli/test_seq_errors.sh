@@ -4,10 +4,11 @@
 # same exit code on every rank, no hang, no crash. The messages are checked
 # in-process (NP in); lengths rank 0 reads and generate fail on 2 real ranks.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 # fixtures: a tiny character model (with a vocabulary), a classifier without one
-for i in $(seq 1 40); do echo "the cat sat on the mat."; done > corpus.txt
+for _ in $(seq 1 40); do echo "the cat sat on the mat."; done > corpus.txt
 V=$($PY -c "print(len(set(open('corpus.txt').read())))")
 ddt in data text corpus.txt --out text.h5 --seq-len 16 || fail "data text fixture"
 ddt in data synth --out sent.h5 --seq-len 20 --samples 200 --vocab 60 --seed 4 || fail "synth fixture"

@@ -40,8 +40,10 @@ static void round_trip(void) {
   snprintf(dir, sizeof dir, "%s/rt", scratch);
   tu_fresh_dir(world, dir);
   dd_model *m = build(5), *m2 = build(5);
+  if (!m || !m2)
+    return;
   dd_optim *o = make_optim(m->nparams), *o2 = make_optim(m2->nparams);
-  if (!m || !m2 || !o || !o2)
+  if (!o || !o2)
     return;
   dd_model_init_params(m, 77);
   for (int64_t i = 0; i < m->nparams; i++)

@@ -32,7 +32,7 @@ static void expect_load_error(const char *p, const char *x, const char *y, const
   if (rc == DD_OK) {
     const dd_source_info *in = dd_source_get_info(src);
     float *xb = dd_alloc((size_t)in->xsize, sizeof(float));
-    int32_t yb[64];
+    int32_t yb[64] = {0};
     for (int64_t i = 0; rc == DD_OK && i < in->n; i++)
       rc = dd_source_read(src, &i, 1, xb, in->ysize <= 64 ? yb : NULL, NULL);
     dd_free(xb);

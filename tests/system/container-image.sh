@@ -3,6 +3,7 @@
 # locally debootstrapped Debian base (no registry). The base image is kept between runs (make it
 # again with DD_REBUILD_BASE=1); podman's layer cache makes an unchanged rebuild quick.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 podman_conf
 

@@ -4,6 +4,7 @@
 # Environment (set by CTest): DDTRAIN, DD_SRC, DD_SCRATCH, MPIEXEC.
 # shellcheck shell=bash
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../cli/lib.sh
 source "$here/../cli/lib.sh"
 : "${DD_SRC:?set DD_SRC to the source tree}"
 export SLURM_CONF=${DD_SLURM_DIR:-/tmp/ddtrain-slurm}/slurm.conf

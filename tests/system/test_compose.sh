@@ -4,6 +4,7 @@
 # on the built-in synthetic data across 3 containers (40 steps); a second `up` continues from the
 # checkpoint (to step 80).
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 podman_conf
 podman image exists "$DD_IMAGE" || { fail "no image $DD_IMAGE: ctest runs system.container.image first"; finish; }
@@ -40,7 +41,7 @@ grep -q 'node1.*ddtrain .*: 3 rank(s) on 3 node(s)' up1.out || fail "up1.out: he
 expect_kernels up1.out clean
 [ "$(jfield "$m" start ranks)/$(jfield "$m" start nodes)" = 3/3 ] || fail "metrics: ranks/nodes != 3/3"
 [ -f "$work/data/synth.h5" ] || fail "the synthetic dataset was not written to data/synth.h5"
-[ "$(jfield "$m" done step)" = 40 ] && [ -f "$work/runs/compose/ckpt-0000000040.h5" ] || fail "no checkpoint at step 40 after the first up"
+[ "$(jfield "$m" "done" step)" = 40 ] && [ -f "$work/runs/compose/ckpt-0000000040.h5" ] || fail "no checkpoint at step 40 after the first up"
 
 step "docker-compose up again (train.max_steps=80): continues from the checkpoint"
 DDTRAIN_ARGS=train.max_steps=80 compose 600 up --no-build --exit-code-from node1 >up2.out 2>&1 </dev/null
@@ -48,6 +49,6 @@ rc=$?
 [ $rc = 0 ] || fail "second compose up: exit code $rc ($(grep -v '^node[23]' up2.out | tail -n 8))"
 grep -q 'node1.*resume: runs/compose/ckpt-0000000040.h5' up2.out || fail "up2.out: no 'resume:' from the step-40 checkpoint"
 [ "$(jfield "$m" start resumed_at_step)" = 40 ] || fail "second run did not resume at step 40"
-[ "$(jfield "$m" done step)" = 80 ] || fail "second run did not reach step 80"
+[ "$(jfield "$m" "done" step)" = 80 ] || fail "second run did not reach step 80"
 step "done"
 finish

@@ -5,6 +5,7 @@
 # Checks: 3 ranks on 3 nodes, MPI traffic between the containers, the checkpoint, and final
 # parameters bitwise equal to the same job with 3 ranks in one container.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 podman_conf
 podman image exists "$DD_IMAGE" || { fail "no image $DD_IMAGE: ctest runs system.container.image first"; finish; }
@@ -59,7 +60,7 @@ expect_kernels across.out clean
 m=$work/runs/across/metrics.jsonl
 [ "$(jfield "$m" start ranks)/$(jfield "$m" start nodes)" = 3/3 ] || fail "metrics: ranks/nodes != 3/3"
 np=$(jfield "$m" start parameters)
-steps=$(jfield "$m" done step)
+steps=$(jfield "$m" "done" step)
 if [ "${steps:-0}" -gt 0 ] && [ "$rx" -gt $(( ${np:-0} * 4 * steps )) ]; then
     echo "ok   $steps steps across 3 containers; $(cname 2) received $rx bytes"
 else

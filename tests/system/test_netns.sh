@@ -6,6 +6,7 @@
 # job with 3 ranks on one host; a stop on SIGTERM to the launcher reaches the ranks on the other
 # hosts (checkpoint, exit 138) and the rerun continues to the same parameters as an uninterrupted run.
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 
 NODES=3
@@ -89,7 +90,7 @@ grep -q '^ddtrain .*: 3 rank(s) on 3 node(s)' hosts.out || fail "hosts.out: head
 expect_kernels hosts.out
 [ "$(jfield runs/hosts/metrics.jsonl start nodes)" = 3 ] || fail "metrics: nodes != 3"
 np=$(jfield runs/hosts/metrics.jsonl start parameters)
-steps=$(jfield runs/hosts/metrics.jsonl done step)
+steps=$(jfield runs/hosts/metrics.jsonl "done" step)
 # every step allreduces all gradients: at least one copy of them crosses the bridge per step
 if [ "$rx" -gt $(( ${np:-0} * 4 * ${steps:-0} )) ] && [ "${steps:-0}" -gt 0 ]; then
     echo "ok   $steps steps across 3 hosts, $rx bytes through the bridge"
@@ -119,7 +120,7 @@ step "rerun the same command: continues from the checkpoint"
 timeout -k 5 300 "${on_host1[@]}" "${launch[@]}" "${across[@]}" --name hosts-long "$DD_SCRATCH/data/long.yaml" train.max_steps=400 \
     >hosts-long2.out 2>&1 || fail "rerun: exit code $? ($(tail -n 5 hosts-long2.out))"
 grep -q "^resume: runs/hosts-long/ckpt-$(printf %010d "${stop:-0}").h5" hosts-long2.out || fail "rerun did not resume from step $stop"
-[ "$(jfield runs/hosts-long/metrics.jsonl done step)" = 400 ] || fail "rerun did not reach step 400"
+[ "$(jfield runs/hosts-long/metrics.jsonl "done" step)" = 400 ] || fail "rerun did not reach step 400"
 
 step "long.yaml (400 steps) uninterrupted, 3 ranks on one host"
 "${launch[@]}" -N 3 -t 1 --name one-host-long "$DD_SCRATCH/data/long.yaml" train.max_steps=400 >one-host-long.out 2>&1 ||

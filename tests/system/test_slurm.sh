@@ -8,6 +8,7 @@
 #
 #   test_slurm.sh srun-1node | mpirun-1node | srun-2nodes | mpirun-2nodes | preempt-resubmit | preempt-requeue | errors
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
 source "$here/lib.sh"
 case=${1:?usage: test_slurm.sh CASE}
 
@@ -120,7 +121,7 @@ PY
     [ -n "${DD_EXEC:-}" ] && ! grep -q "^== .* $DD_EXEC $DDTRAIN train " "$out" && fail "$out: ddtrain not run under DD_EXEC='$DD_EXEC'"
     check_start "$name" 1 "$ranks" "$nodes" "$cpus" 0
     spe=$(jfield "runs/$name/metrics.jsonl" start steps_per_epoch)
-    [ "$(jfield "runs/$name/metrics.jsonl" done step)" = $((2 * spe)) ] || fail "$name: did not finish 2 epochs"
+    [ "$(jfield "runs/$name/metrics.jsonl" "done" step)" = $((2 * spe)) ] || fail "$name: did not finish 2 epochs"
     ls "runs/$name/ckpt-$(printf %010d $((2 * spe))).h5" >/dev/null || fail "$name: no final checkpoint in runs/$name/"
     grep -q "^== job $id " "runs/$name/train.log" || fail "runs/$name/train.log lacks job $id"
 
@@ -132,7 +133,7 @@ PY
         fail "$name-$id.out: no 'resume:' from the final checkpoint of the first job"
     check_start "$name" 2 "$ranks" "$nodes" "$cpus" $((2 * spe))
     [ "$(grep -c '^epoch ' "$name-$id.out")" = 1 ] || fail "$name-$id.out: expected exactly one more epoch"
-    [ "$(jfield "runs/$name/metrics.jsonl" done step)" = $((3 * spe)) ] || fail "$name: did not finish epoch 3"
+    [ "$(jfield "runs/$name/metrics.jsonl" "done" step)" = $((3 * spe)) ] || fail "$name: did not finish epoch 3"
     [ "$(grep -c '^== job ' "runs/$name/train.log")" = 4 ] || fail "runs/$name/train.log: expected start+end lines of 2 jobs"
 }
 
@@ -171,7 +172,7 @@ preempt_resubmit() {
     grep -q "^resume: $DD_SCRATCH/runs/pr/ckpt-$(printf %010d "$stop").h5" "pr-$id.out" ||
         fail "pr-$id.out: no 'resume:' from the checkpoint of the stop"
     check_start pr 2 2 1 1 "$stop"
-    [ "$(jfield runs/pr/metrics.jsonl done step)" = 2000 ] || fail "pr: did not reach train.max_steps 2000"
+    [ "$(jfield runs/pr/metrics.jsonl "done" step)" = 2000 ] || fail "pr: did not reach train.max_steps 2000"
 }
 
 preempt_requeue() {
@@ -192,7 +193,7 @@ preempt_requeue() {
         fail "runs/pq/train.log: the batch script did not forward the signal"
     check_start pq 2 2 2 1 "$stop"
     grep -q '^== mpirun -np 2 --bind-to none ' runs/pq/train.log || fail "runs/pq/train.log: DD_BIND=none not applied"
-    [ "$(jfield runs/pq/metrics.jsonl done step)" = 2000 ] || fail "pq: did not reach train.max_steps 2000"
+    [ "$(jfield runs/pq/metrics.jsonl "done" step)" = 2000 ] || fail "pq: did not reach train.max_steps 2000"
 }
 
 # errors: a job with a missing config or binary fails at once, with the reason in its output

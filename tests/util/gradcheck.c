@@ -274,7 +274,8 @@ static int check_direction(gc_run *g, const char *what, int dir, float *v, const
   bool kink = true, flagged = false;
   for (double h = g->o->eps; kink && h >= g->o->eps / 64; h /= 8) {
     /* t = 0, +h, -h, +h/2, -h/2; A[k] = sum_i g_i step_i, L's first-order change */
-    double L[5], A[5], ts[5] = {0, h, -h, h / 2, -h / 2}, st[4] = {h, h, h / 2, h / 2};
+    double L[5], A[5], st[4] = {h, h, h / 2, h / 2};
+    const double ts[5] = {0, h, -h, h / 2, -h / 2};
     for (int k = 0; k < 5; k++) {
       A[k] = 0;
       for (int64_t i = 0; i < n; i++) {
