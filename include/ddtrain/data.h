@@ -270,6 +270,17 @@ typedef struct dd_attr {
 } dd_attr;
 
 int dd_data_write(const char *path, const dd_array *arrays, int narrays, const dd_attr *attrs, int nattrs);
+/* Writing a file too large to hold: the datasets (arrays' data ignored) are
+ * created at their full size in a temporary file, filled row range by row
+ * range, and committed (fsync, rename) or aborted (removed). Rank 0 only. */
+typedef struct dd_writer dd_writer;
+int dd_writer_create(const char *path, const dd_array *arrays, int narrays, const dd_attr *attrs, int nattrs,
+                     dd_writer **out);
+/* Rows [row0, row0 + nrows) of dataset i (the order given to create). */
+int dd_writer_rows(dd_writer *w, int i, int64_t row0, int64_t nrows, const void *data);
+int dd_writer_commit(dd_writer *w);
+void dd_writer_abort(dd_writer *w);
+
 /* Write a dataset struct as /x, /y (+ format attributes). */
 int dd_data_save(const dd_dataset *ds, const char *path, const char *origin);
 

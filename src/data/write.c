@@ -59,6 +59,122 @@ int dd_data_write(const char *path, const dd_array *arrays, int narrays, const d
   return rc;
 }
 
+/* ---- incremental writer: datasets created at full size, filled by rows ---- */
+
+struct dd_writer {
+  char path[4096], tmp[4200];
+  hid_t f;
+  int n;
+  hid_t dsets[8];
+  int types[8];
+};
+
+static hid_t file_type(int t) {
+  return t == DD_I32 ? H5T_STD_I32LE : t == DD_U8 ? H5T_STD_U8LE : H5T_IEEE_F32LE;
+}
+static hid_t mem_type(int t) {
+  return t == DD_I32 ? H5T_NATIVE_INT32 : t == DD_U8 ? H5T_NATIVE_UINT8 : H5T_NATIVE_FLOAT;
+}
+
+int dd_writer_create(const char *path, const dd_array *arrays, int narrays, const dd_attr *attrs, int nattrs,
+                     dd_writer **out) {
+  *out = NULL;
+  dd__h5_quiet();
+  if (narrays > 8)
+    return dd_error(DD_EINVAL, "dd_writer: at most 8 datasets");
+  int rc = dd_mkdirs_for(path, "output file");
+  if (rc)
+    return rc;
+  dd_writer *w = dd_alloc(1, sizeof *w);
+  if (!w)
+    return DD_ENOMEM;
+  snprintf(w->path, sizeof w->path, "%s", path);
+  snprintf(w->tmp, sizeof w->tmp, "%s.tmp.%d", path, (int)getpid());
+  w->f = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (w->f < 0) {
+    dd_free(w);
+    return dd_error(DD_EIO, "cannot create '%s': check that the directory exists and is writable", path);
+  }
+  for (int i = 0; i < narrays && rc == DD_OK; i++) {
+    const dd_array *a = &arrays[i];
+    hsize_t dims[DD_SHAPE_MAX + 1];
+    for (int d = 0; d < a->ndim; d++)
+      dims[d] = (hsize_t)a->dims[d];
+    hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
+    w->dsets[i] = sp < 0 ? -1 : H5Dcreate2(w->f, a->name, file_type(a->type), sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    w->types[i] = a->type;
+    w->n = i + 1;
+    if (w->dsets[i] < 0)
+      rc = DD_H5_FAIL(a->name, path);
+    if (sp >= 0)
+      H5Sclose(sp);
+  }
+  if (rc == DD_OK &&
+      (dd__h5_attr_str(w->f, "format", DATASET_FORMAT) < 0 || dd__h5_attr_i64(w->f, "format_version", DATASET_VERSION) < 0))
+    rc = DD_H5_FAIL("writing attributes", path);
+  for (int i = 0; i < nattrs && rc == DD_OK; i++) {
+    int e = attrs[i].text ? dd__h5_attr_str(w->f, attrs[i].name, attrs[i].text)
+                          : dd__h5_attr_i64(w->f, attrs[i].name, attrs[i].value);
+    if (e < 0)
+      rc = DD_H5_FAIL(attrs[i].name, path);
+  }
+  if (rc) {
+    dd_writer_abort(w);
+    return rc;
+  }
+  *out = w;
+  return DD_OK;
+}
+
+int dd_writer_rows(dd_writer *w, int i, int64_t row0, int64_t nrows, const void *data) {
+  if (nrows <= 0)
+    return DD_OK;
+  hid_t fsp = H5Dget_space(w->dsets[i]);
+  int nd = H5Sget_simple_extent_ndims(fsp);
+  hsize_t dims[DD_SHAPE_MAX + 1], start[DD_SHAPE_MAX + 1] = {0}, count[DD_SHAPE_MAX + 1];
+  H5Sget_simple_extent_dims(fsp, dims, NULL);
+  start[0] = (hsize_t)row0;
+  count[0] = (hsize_t)nrows;
+  for (int d = 1; d < nd; d++)
+    count[d] = dims[d];
+  hid_t msp = H5Screate_simple(nd, count, NULL);
+  int rc = H5Sselect_hyperslab(fsp, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                   H5Dwrite(w->dsets[i], mem_type(w->types[i]), msp, fsp, H5P_DEFAULT, data) < 0
+               ? DD_H5_FAIL("writing rows", w->path)
+               : DD_OK;
+  H5Sclose(msp);
+  H5Sclose(fsp);
+  return rc;
+}
+
+static int writer_close(dd_writer *w) {
+  int rc = DD_OK;
+  for (int i = 0; i < w->n; i++)
+    if (w->dsets[i] >= 0)
+      H5Dclose(w->dsets[i]);
+  if (H5Fclose(w->f) < 0)
+    rc = DD_H5_FAIL("H5Fclose", w->path);
+  return rc;
+}
+
+int dd_writer_commit(dd_writer *w) {
+  int rc = writer_close(w);
+  if (rc == DD_OK)
+    rc = dd__h5_commit(w->tmp, w->path);
+  else
+    unlink(w->tmp);
+  dd_free(w);
+  return rc;
+}
+
+void dd_writer_abort(dd_writer *w) {
+  if (!w)
+    return;
+  writer_close(w);
+  unlink(w->tmp);
+  dd_free(w);
+}
+
 int dd_data_save(const dd_dataset *ds, const char *path, const char *origin) {
   dd_array a[4];
   memset(a, 0, sizeof a);

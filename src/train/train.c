@@ -376,6 +376,17 @@ static void print_optim(run *r) {
   fprintf(r->out, "; schedule: %s\n", dd_schedule_describe(&r->sched, sched, sizeof sched));
 }
 
+/* "data/train.h5", or "data/a.h5 (+2 more files)" for several */
+static const char *one_line(const char *paths, const dd_source_info *in, char *buf, size_t n) {
+  const char *nl = strchr(paths, '\n');
+  int len = nl ? (int)(nl - paths) : (int)strlen(paths);
+  if (in->nfiles > 1)
+    snprintf(buf, n, "%.*s (%d files)", len, paths, in->nfiles);
+  else
+    snprintf(buf, n, "%.*s", len, paths);
+  return buf;
+}
+
 static void print_header(run *r) {
   if (!r->out)
     return;
@@ -386,16 +397,33 @@ static void print_header(run *r) {
   char kern[800];
   fprintf(r->out, "BLAS kernels%s: %s\n", r->kernels_differ ? " (rank 0; other ranks run other sets)" : "",
           dd_tensor_kernel_summary(kern, sizeof kern));
-  fprintf(r->out, "data: %s: %lld training samples of %s", cfg->train, (long long)r->tr.n,
+  char files[256], vfiles[256];
+  one_line(cfg->train, r->ti, files, sizeof files);
+  fprintf(r->out, "data: %s: %lld training samples of %s", files, (long long)r->tr.n,
           dd_shape_str(r->ti->xshape, shape, sizeof shape));
+  if (strcmp(r->ti->xtype, "float32") != 0 || r->ti->scale != 1.0 || r->ti->shift != 0.0)
+    fprintf(r->out, " (%s, read as x * %.6g + %.6g)", r->ti->xtype, r->ti->scale, r->ti->shift);
   if (r->ti->ykind == DD_LABELS_CLASS)
     fprintf(r->out, ", %lld classes", (long long)r->m->classes);
   if (r->val_src)
-    fprintf(r->out, "; validation: %s (%lld samples)\n", cfg->val, (long long)r->va.n);
+    fprintf(r->out, "; validation: %s (%lld samples)\n",
+            one_line(cfg->val, dd_source_get_info(r->val_src), vfiles, sizeof vfiles), (long long)r->va.n);
   else if (r->va.n)
     fprintf(r->out, "; validation: %lld held out (data.val_fraction %g)\n", (long long)r->va.n, cfg->val_fraction);
   else
     fprintf(r->out, "; no validation data\n");
+  fprintf(r->out, "reading: every rank streams its own samples (%s%s%s), prefetched; order %s",
+          r->ti->chunk_rows ? "chunked" : "contiguous", r->ti->compressed ? ", compressed" : "",
+          r->ti->nfiles > 1 ? ", several files" : "", r->st.sampler);
+  if (strcmp(r->st.sampler, "chunks") == 0)
+    fprintf(r->out, " (%lld rows x %lld chunks per window)", (long long)r->st.sampler_chunk,
+            (long long)r->st.sampler_window);
+  fprintf(r->out, "\n");
+  if (r->ti->compressed && strcmp(r->st.sampler, "global") == 0)
+    fprintf(r->out,
+            "warning: %s is compressed in chunks of %lld rows and data.shuffle is global: each sample read "
+            "decodes a whole chunk; data.shuffle: chunks reads each chunk once per epoch\n",
+            r->ti->path, (long long)r->ti->chunk_rows);
   dd_model_summary(r->m, sum, sizeof sum);
   fprintf(r->out, "model (%s loss):\n%s", cfg->loss == DD_LOSS_MSE ? "mse" : "cross-entropy", sum);
   print_optim(r);

@@ -83,6 +83,10 @@ expect_error "resume from a missing file" in 1 "cannot open 'ck/none.h5' (checkp
 expect_error "resume with another model" 2 1 "has shape 16x20 but the model expects 32x20" train base.yaml model.layers.0.units=32 --resume auto
 expect_error "eval of a non-checkpoint" in 1 "'good.h5' is not a ddtrain checkpoint" eval good.h5 good.h5
 expect_error "eval on data with other features" 2 1 "has 7 = 7 features per sample, the model expects 20" eval "$(ls ck/ckpt-*.h5 | tail -1)" other.h5
+cp good.h5 keep.h5
+expect_error "predict --out onto its dataset" 2 1 "--out 'good.h5' is the dataset itself; writing predictions there would replace it" predict "$(ls ck/ckpt-*.h5 | tail -1)" good.h5 --out good.h5
+cmp -s good.h5 keep.h5 || fail "predict --out onto its dataset left the dataset intact"
+expect_error "predict --out onto its checkpoint" in 1 "is the checkpoint itself" predict "$(ls ck/ckpt-*.h5 | tail -1)" good.h5 --out "$(ls ck/ckpt-*.h5 | tail -1)"
 no_temp_files ck
 
 # data commands
