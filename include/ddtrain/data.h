@@ -64,7 +64,8 @@ typedef struct dd_source_spec {
   int64_t pad_id;            /* >= 0: lengths from trailing padding (data.pad_id) */
   bool map;                  /* features x * scale + shift with these, else the file's attributes (or 1, 0) */
   double scale, shift;
-  const char *key; /* the config key or option the path came from, for messages */
+  const char *key;      /* the config key or option the path came from, for messages */
+  int64_t cache_chunks; /* chunked data: first-dimension chunks decoded and kept per file (0: 4 MiB worth) */
 } dd_source_spec;
 
 typedef struct dd_source_info {

@@ -74,7 +74,7 @@ static int open_type(hid_t dset, const char *role, dd__col *c) {
   return rc;
 }
 
-static int open_chunked(hid_t dset, hid_t dcpl, int64_t file_size, size_t cache_bytes, dd__col *c) {
+static int open_chunked(hid_t dset, hid_t dcpl, int64_t file_size, int64_t cache_chunks, dd__col *c) {
   hsize_t cd[DD__COL_MAXDIM];
   if (H5Pget_chunk(dcpl, c->ndim, cd) != c->ndim)
     return DD_H5_FAIL("H5Pget_chunk", c->path);
@@ -133,9 +133,8 @@ static int open_chunked(hid_t dset, hid_t dcpl, int64_t file_size, size_t cache_
     c->raw_n = c->chunk_bytes;
   /* a row spans the inner cells of one first-dimension chunk: keep two rows of chunks at least */
   int64_t inner = c->ncells / c->grid[0];
-  int64_t want = (int64_t)(cache_bytes / (c->chunk_bytes ? c->chunk_bytes : 1));
-  if (want < 2 * inner + 1)
-    want = 2 * inner + 1;
+  int64_t keep = cache_chunks > 0 ? cache_chunks : (int64_t)((4 << 20) / (c->chunk_bytes ? c->chunk_bytes : 1));
+  int64_t want = (keep < 2 ? 2 : keep) * inner;
   if (want > 65536)
     want = 65536;
   c->nslots = (int)want;
@@ -181,7 +180,7 @@ static int open_contig(hid_t dset, int64_t file_size, dd__col *c) {
 }
 
 int dd__col_open(hid_t f, int fd, const char *path, const char *name, const char *role, const char *key,
-                 size_t cache_bytes, dd__col *c) {
+                 int64_t cache_chunks, dd__col *c) {
   memset(c, 0, sizeof *c);
   c->fd = fd;
   c->path = path;
@@ -252,7 +251,7 @@ int dd__col_open(hid_t f, int fd, const char *path, const char *name, const char
     }
     case H5D_CHUNKED:
       c->layout = DD__COL_CHUNKED;
-      rc = open_chunked(dset, dcpl, file_size, cache_bytes, c);
+      rc = open_chunked(dset, dcpl, file_size, cache_chunks, c);
       break;
     default:
       rc = dd_error(DD_EDATA, "'%s':%s has a storage layout ddtrain cannot read (virtual?); repack it with h5repack",

@@ -60,10 +60,11 @@ typedef struct dd__col {
  * same file opened with open(2)) for row reads. Types: integers of 1, 2, 4
  * or 8 bytes and floats of 4 or 8, either byte order. Storage: contiguous
  * (read at its file offset, mapped if possible), compact, or chunked with
- * deflate/shuffle/fletcher32 filters (decoded here with zlib);
- * cache_bytes bounds the decoded-chunk cache. role/key name it in errors. */
+ * deflate/shuffle/fletcher32 filters (decoded here with zlib), keeping the
+ * last cache_chunks first-dimension chunks decoded (with all their inner
+ * chunks; 0: 4 MiB worth; at least 2). role/key name it in errors. */
 int dd__col_open(hid_t f, int fd, const char *path, const char *name, const char *role, const char *key,
-                 size_t cache_bytes, dd__col *c);
+                 int64_t cache_chunks, dd__col *c);
 void dd__col_close(dd__col *c);
 
 /* Any thread (one at a time per column), no HDF5: row r's elements in

@@ -158,9 +158,6 @@ static int read_attr_f64(hid_t f, const char *dset, const char *name, double *v)
   return rc;
 }
 
-/* ~ 4 MiB of decoded chunks per dataset and file */
-enum { CACHE_BYTES = 4 << 20 };
-
 static int open_file(dd_source *s, const dd_source_spec *spec, src_file *sf, bool first_file) {
   hid_t f = -1;
   int rc = dd__h5_open_read(sf->path, spec->key, &f);
@@ -171,14 +168,14 @@ static int open_file(dd_source *s, const dd_source_spec *spec, src_file *sf, boo
     H5Fclose(f);
     return dd_error(DD_EIO, "cannot open '%s' (%s) for reading; check its permissions", sf->path, spec->key);
   }
-  rc = dd__col_open(f, sf->fd, sf->path, spec->xname, "features", "data.x", CACHE_BYTES, &sf->x);
+  rc = dd__col_open(f, sf->fd, sf->path, spec->xname, "features", "data.x", spec->cache_chunks, &sf->x);
   sf->has_y = spec->yname && spec->yname[0];
   if (rc == DD_OK && sf->has_y)
-    rc = dd__col_open(f, sf->fd, sf->path, spec->yname, "labels", "data.y", CACHE_BYTES, &sf->y);
+    rc = dd__col_open(f, sf->fd, sf->path, spec->yname, "labels", "data.y", spec->cache_chunks, &sf->y);
   sf->has_len = spec->lengths && spec->lengths[0];
   if (rc == DD_OK && sf->has_len) {
-    rc = dd__col_open(f, sf->fd, sf->path, spec->lengths, "sequence lengths, data.lengths", "data.lengths", 1 << 20,
-                      &sf->len);
+    rc = dd__col_open(f, sf->fd, sf->path, spec->lengths, "sequence lengths, data.lengths", "data.lengths",
+                      spec->cache_chunks, &sf->len);
     if (rc == DD_OK && (sf->len.cls != 'i' || sf->len.ndim != 1))
       rc = dd_error(DD_EDATA, "'%s':%s (data.lengths) must be a 1-D integer dataset of one length per sequence",
                     sf->path, spec->lengths);

@@ -101,7 +101,8 @@ int dd_writer_create(const char *path, const dd_array *arrays, int narrays, cons
     for (int d = 0; d < a->ndim; d++)
       dims[d] = (hsize_t)a->dims[d];
     hid_t sp = H5Screate_simple(a->ndim, dims, NULL);
-    w->dsets[i] = sp < 0 ? -1 : H5Dcreate2(w->f, a->name, file_type(a->type), sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    w->dsets[i] =
+        sp < 0 ? -1 : H5Dcreate2(w->f, a->name, file_type(a->type), sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     w->types[i] = a->type;
     w->n = i + 1;
     if (w->dsets[i] < 0)
@@ -109,8 +110,8 @@ int dd_writer_create(const char *path, const dd_array *arrays, int narrays, cons
     if (sp >= 0)
       H5Sclose(sp);
   }
-  if (rc == DD_OK &&
-      (dd__h5_attr_str(w->f, "format", DATASET_FORMAT) < 0 || dd__h5_attr_i64(w->f, "format_version", DATASET_VERSION) < 0))
+  if (rc == DD_OK && (dd__h5_attr_str(w->f, "format", DATASET_FORMAT) < 0 ||
+                      dd__h5_attr_i64(w->f, "format_version", DATASET_VERSION) < 0))
     rc = DD_H5_FAIL("writing attributes", path);
   for (int i = 0; i < nattrs && rc == DD_OK; i++) {
     int e = attrs[i].text ? dd__h5_attr_str(w->f, attrs[i].name, attrs[i].text)

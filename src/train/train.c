@@ -112,6 +112,8 @@ static int open_source(run *r, const char *path, const char *key, dd_source **ou
                          .yname = cfg->y,
                          .lengths = cfg->lengths,
                          .pad_id = cfg->pad_id,
+                         /* data.shuffle chunks: a window's chunks stay decoded while its batches read them */
+                         .cache_chunks = cfg->shuffle == DD_SHUFFLE_CHUNKS ? cfg->shuffle_window + 1 : 0,
                          .map = !isnan(cfg->scale) || !isnan(cfg->shift),
                          .scale = isnan(cfg->scale) ? 1.0 : cfg->scale,
                          .shift = isnan(cfg->shift) ? 0.0 : cfg->shift,
