@@ -34,9 +34,10 @@ if(NOT TARGET ddtrain::blas)
   target_link_libraries(ddtrain::blas INTERFACE ${BLAS_LIBRARIES})
 endif()
 
-# libyaml for configs.
+# libyaml for configs; xxHash for checkpoint checksums (Debian: libxxhash-dev).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(YAML REQUIRED IMPORTED_TARGET yaml-0.1)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 
 find_package(ZLIB REQUIRED)
 

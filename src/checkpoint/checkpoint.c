@@ -1,12 +1,16 @@
 /* Checkpoint files: atomic save on rank 0, validated load + broadcast. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/file.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "../data/h5util.h"
 #include "ddtrain/checkpoint.h"
@@ -14,10 +18,30 @@
 
 #define PATH_N 4096
 
+/* The first non-finite value of a tensor, or -1. */
+static int64_t first_nonfinite(const float *v, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    if (!isfinite(v[i]))
+      return i;
+  return -1;
+}
+
+/* Every tensor carries the XXH3-64 of its float32 bytes (attribute xxh3_64),
+ * checked on load: a flipped bit anywhere in the data is caught. */
+static uint64_t tensor_hash(const float *v, int64_t n) {
+  return (uint64_t)XXH3_64bits(v, sizeof(float) * (size_t)n);
+}
+
 static int write_tensor(hid_t parent, const char *group, const char *name, const dd_param *p, const float *data,
                         const char *path) {
   char full[512];
   snprintf(full, sizeof full, "%s/%s", group, name);
+  int64_t bad = first_nonfinite(data, p->size);
+  if (bad >= 0)
+    return dd_error(DD_ENUMERIC,
+                    "not writing checkpoint '%s': %s holds %s at [%lld]; the model diverged (lower optim.lr, clip "
+                    "gradients) and the previous checkpoint is kept",
+                    path, full, isnan(data[bad]) ? "NaN" : "an infinity", (long long)bad);
   hsize_t dims[DD_SHAPE_MAX];
   for (int i = 0; i < p->ndim; i++)
     dims[i] = (hsize_t)p->dims[i];
@@ -26,7 +50,8 @@ static int write_tensor(hid_t parent, const char *group, const char *name, const
   hid_t sp = H5Screate_simple(p->ndim, dims, NULL);
   hid_t ds = H5Dcreate2(parent, full, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
   int rc = DD_OK;
-  if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+  if (ds < 0 || H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0 ||
+      dd__h5_attr_i64(ds, "xxh3_64", (int64_t)tensor_hash(data, p->size)) < 0)
     rc = DD_H5_FAIL(full, path);
   if (ds >= 0)
     H5Dclose(ds);
@@ -81,7 +106,12 @@ static int write_vocab(hid_t f, const int32_t *vocab, int64_t n, const char *pat
 
 static int write_file(const char *tmp, const char *final, const dd_model *m, const dd_optim *o,
                       const dd_train_state *st, const char *config_text, const int32_t *vocab, int64_t nvocab) {
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  /* the HDF5 1.10 file format: superblock v3 and object headers with checksums, so damaged metadata is
+   * detected rather than misread (readable by HDF5 >= 1.10, h5py included) */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+  H5Pclose(fapl);
   if (f < 0)
     return dd_error(DD_EIO, "cannot create checkpoint '%s'; check that checkpoint.dir is writable and has space", tmp);
   int rc = DD_OK;
@@ -141,6 +171,22 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
   return rc;
 }
 
+/* The step of a name the naming scheme made: "ckpt-" digits ".h5", else -1.
+ * Anything else in the directory (a user's ckpt-best.h5) is never a
+ * candidate for --resume auto and never pruned. */
+static int64_t ckpt_step(const char *name) {
+  size_t len = strlen(name);
+  if (strncmp(name, "ckpt-", 5) != 0 || len < 5 + 10 + 3 || len > 5 + 18 + 3 || strcmp(name + len - 3, ".h5") != 0)
+    return -1;
+  int64_t step = 0;
+  for (size_t i = 5; i < len - 3; i++) {
+    if (name[i] < '0' || name[i] > '9')
+      return -1;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
 /* Checkpoint files in dir, newest (highest step) first. */
 static int list_ckpts(const char *dir, char ***names, int *count) {
   *names = NULL;
@@ -153,8 +199,7 @@ static int list_ckpts(const char *dir, char ***names, int *count) {
   struct dirent *e;
   int rc = DD_OK;
   while ((e = readdir(d))) {
-    size_t len = strlen(e->d_name);
-    if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 9 || strcmp(e->d_name + len - 3, ".h5") != 0)
+    if (ckpt_step(e->d_name) < 0)
       continue;
     if (*count == cap) {
       int nc = cap ? cap * 2 : 16;
@@ -172,9 +217,8 @@ static int list_ckpts(const char *dir, char ***names, int *count) {
     (*names)[(*count)++] = dd_strdup(e->d_name);
   }
   closedir(d);
-  /* zero-padded steps: reverse lexicographic order is newest first */
-  for (int i = 1; i < *count; i++)
-    for (int j = i; j > 0 && strcmp((*names)[j - 1], (*names)[j]) < 0; j--) {
+  for (int i = 1; i < *count; i++) /* by the parsed step, newest first */
+    for (int j = i; j > 0 && ckpt_step((*names)[j - 1]) < ckpt_step((*names)[j]); j--) {
       char *t = (*names)[j];
       (*names)[j] = (*names)[j - 1];
       (*names)[j - 1] = t;
@@ -278,7 +322,40 @@ static int open_ckpt(const char *path, hid_t *f) {
   return DD_OK;
 }
 
-static int read_tensor(hid_t f, const char *path, const char *group, const dd_tensor_ref *t, float *dst) {
+/* Read an open tensor dataset of n floats into dst and prove it: stored as
+ * float32, its checksum matches (files of format 2 carry one), every value
+ * finite. */
+static int check_data(hid_t ds, const char *path, const char *full, float *dst, int64_t n, bool need_hash) {
+  hid_t t = H5Dget_type(ds);
+  bool f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+  H5Tclose(t);
+  if (!f32)
+    return dd_error(DD_ECKPT, "checkpoint '%s': %s is not stored as float32; the file was not written by ddtrain or is "
+                              "damaged",
+                    path, full);
+  if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
+    return dd_error(DD_ECKPT, "checkpoint '%s': %s cannot be read (%s); the file is damaged: use an earlier checkpoint",
+                    path, full, "HDF5 read failed");
+  int64_t stored;
+  const bool has = dd__h5_read_attr_i64(ds, "xxh3_64", &stored) == 0;
+  if (need_hash && !has)
+    return dd_error(DD_ECKPT, "checkpoint '%s': %s has no checksum (xxh3_64); the file is damaged: use an earlier "
+                              "checkpoint",
+                    path, full);
+  if (has && (uint64_t)stored != tensor_hash(dst, n))
+    return dd_error(DD_ECKPT,
+                    "checkpoint '%s': %s fails its checksum (xxh3_64); the file is damaged: use an earlier checkpoint",
+                    path, full);
+  H5Eclear2(H5E_DEFAULT);
+  int64_t bad = first_nonfinite(dst, n);
+  if (bad >= 0)
+    return dd_error(DD_ECKPT, "checkpoint '%s': %s holds %s at [%lld]; it cannot be trained on or evaluated", path,
+                    full, isnan(dst[bad]) ? "NaN" : "an infinity", (long long)bad);
+  return DD_OK;
+}
+
+static int read_tensor(hid_t f, const char *path, const char *group, const dd_tensor_ref *t, float *dst,
+                       bool need_hash) {
   char full[512];
   snprintf(full, sizeof full, "%s/%s", group, t->name);
   const dd_param *p = t->param;
@@ -315,8 +392,8 @@ static int read_tensor(hid_t f, const char *path, const char *group, const dd_te
                   "checkpoint '%s': %s has shape %s but the model expects %s; the config's model differs from the one "
                   "that wrote the checkpoint",
                   path, full, have, want);
-  } else if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0) {
-    rc = DD_H5_FAIL(full, path);
+  } else {
+    rc = check_data(ds, path, full, dst, p->size, need_hash);
   }
   H5Dclose(ds);
   return rc;
@@ -327,6 +404,8 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
   int rc = open_ckpt(path, &f);
   if (rc)
     return rc;
+  int64_t ver = 1;
+  dd__h5_read_attr_i64(f, "format_version", &ver);
   int64_t nlayers = 0, ntensors = 0;
   dd__h5_read_attr_i64(f, "nlayers", &nlayers);
   dd__h5_read_attr_i64(f, "ntensors", &ntensors);
@@ -337,7 +416,7 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
                   path, (long long)nlayers, (long long)ntensors, m->nlayers, m->ntensors);
   for (int i = 0; i < m->ntensors && rc == DD_OK; i++) {
     const dd_tensor_ref *t = &m->tensors[i];
-    rc = read_tensor(f, path, t->is_buffer ? "/buffers" : "/params", t, t->param->data);
+    rc = read_tensor(f, path, t->is_buffer ? "/buffers" : "/params", t, t->param->data, ver >= 2);
   }
   if (rc == DD_OK && o) {
     char oname[64] = "";
@@ -353,7 +432,7 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
       for (int i = 0; i < m->ntensors && rc == DD_OK; i++) {
         const dd_tensor_ref *t = &m->tensors[i];
         if (!t->is_buffer)
-          rc = read_tensor(f, path, group, t, o->state[s] + t->param->offset);
+          rc = read_tensor(f, path, group, t, o->state[s] + t->param->offset, ver >= 2);
       }
     }
     if (rc == DD_OK && dd__h5_read_attr_i64(f, "optimizer_steps", &o->t) != 0)
@@ -367,8 +446,7 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
         dd__h5_read_attr_i64(f, "nranks", &st->nranks) || dd__h5_read_attr_i64(f, "batch_size", &st->batch_size))
       rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks training-state attributes (step, epoch, ...)", path);
     st->seed = (uint64_t)seed;
-    int64_t ver = 1, digest = 0;
-    dd__h5_read_attr_i64(f, "format_version", &ver);
+    int64_t digest = 0;
     if (rc == DD_OK && ver < 2) { /* 0.1: Fisher-Yates orders, no epoch statistics */
       snprintf(st->sampler, sizeof st->sampler, "legacy");
       st->sampler_chunk = st->sampler_window = 0;
@@ -385,6 +463,35 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
       rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the sampler or epoch attributes of format version 2", path);
     }
     st->ep_digest = (uint64_t)digest;
+    /* a damaged or crafted file must not steer training into nonsense */
+    const char *bad = NULL;
+    if (rc == DD_OK) {
+      if (st->step < 0 || st->step > ((int64_t)1 << 50))
+        bad = "step";
+      else if (st->epoch < 0 || st->epoch > 1000000000)
+        bad = "epoch";
+      else if (st->batch < 0 || st->batch > ((int64_t)1 << 50))
+        bad = "batch_in_epoch";
+      else if (st->samples_seen < 0)
+        bad = "samples_seen";
+      else if (st->batch_size < 1)
+        bad = "batch_size";
+      else if (strcmp(st->sampler, "global") != 0 && strcmp(st->sampler, "chunks") != 0 &&
+               strcmp(st->sampler, "legacy") != 0)
+        bad = "sampler";
+      else if (st->sampler_chunk < 0 || st->sampler_window < 0 ||
+               (strcmp(st->sampler, "chunks") == 0 && (st->sampler_chunk < 1 || st->sampler_window < 1)))
+        bad = "sampler_chunk/sampler_window";
+      else if (!(st->ep_loss >= 0) || !(st->ep_count >= 0) || !(st->ep_correct >= 0) || !(st->ep_samples >= 0) ||
+               !isfinite(st->ep_loss) || !isfinite(st->ep_count) || !isfinite(st->ep_samples))
+        bad = "epoch statistics";
+      if (o && !bad && o->t < 0)
+        bad = "optimizer_steps";
+    }
+    if (bad)
+      rc = dd_error(DD_ECKPT, "checkpoint '%s': the training-state attribute %s is out of range; the file is damaged: "
+                              "use an earlier checkpoint",
+                    path, bad);
   }
   H5Fclose(f);
   return rc;
