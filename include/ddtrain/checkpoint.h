@@ -67,7 +67,20 @@ int dd_checkpoint_config(dd_comm *c, const char *path, char **text, dd_shape *in
  * the caller (dd_free); *vocab NULL and *n 0 if it has none. */
 int dd_checkpoint_vocab(dd_comm *c, const char *path, int32_t **vocab, int64_t *n);
 
-/* Newest readable checkpoint in dir into path; DD_ENOTFOUND if none. */
+/* Newest checkpoint in dir that passes verification (format, training
+ * state, every tensor's checksum and values) into path; a damaged newer one
+ * is skipped with a warning on stderr naming it and the reason. Only names
+ * of the form ckpt-<step>.h5 count. DD_ENOTFOUND if none. */
 int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n);
+
+/* Exclusive use of a checkpoint directory by one run (collective): rank 0
+ * takes an advisory lock (flock) on dir/.ddtrain.lock and writes who holds
+ * it (host, pid, Slurm job, start); a second run gets an error naming the
+ * holder. The lock goes with the process (also when it is killed). *fd is
+ * rank 0's descriptor (-1 elsewhere) for dd_checkpoint_unlock. */
+int dd_checkpoint_lock(dd_comm *c, const char *dir, int *fd);
+void dd_checkpoint_unlock(int fd);
+/* The step in a checkpoint file name of the scheme (.../ckpt-<step>.h5), or -1. */
+int64_t dd_checkpoint_step_of(const char *path);
 
 #endif

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <sys/file.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -330,8 +330,9 @@ static int check_data(hid_t ds, const char *path, const char *full, float *dst, 
   bool f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
   H5Tclose(t);
   if (!f32)
-    return dd_error(DD_ECKPT, "checkpoint '%s': %s is not stored as float32; the file was not written by ddtrain or is "
-                              "damaged",
+    return dd_error(DD_ECKPT,
+                    "checkpoint '%s': %s is not stored as float32; the file was not written by ddtrain or is "
+                    "damaged",
                     path, full);
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
     return dd_error(DD_ECKPT, "checkpoint '%s': %s cannot be read (%s); the file is damaged: use an earlier checkpoint",
@@ -339,8 +340,9 @@ static int check_data(hid_t ds, const char *path, const char *full, float *dst, 
   int64_t stored;
   const bool has = dd__h5_read_attr_i64(ds, "xxh3_64", &stored) == 0;
   if (need_hash && !has)
-    return dd_error(DD_ECKPT, "checkpoint '%s': %s has no checksum (xxh3_64); the file is damaged: use an earlier "
-                              "checkpoint",
+    return dd_error(DD_ECKPT,
+                    "checkpoint '%s': %s has no checksum (xxh3_64); the file is damaged: use an earlier "
+                    "checkpoint",
                     path, full);
   if (has && (uint64_t)stored != tensor_hash(dst, n))
     return dd_error(DD_ECKPT,
@@ -399,6 +401,64 @@ static int read_tensor(hid_t f, const char *path, const char *group, const dd_te
   return rc;
 }
 
+/* The training position of an open checkpoint, range-checked. */
+static int read_state(hid_t f, const char *path, int64_t ver, dd_train_state *st) {
+  int rc = DD_OK;
+  int64_t seed = 0;
+  if (dd__h5_read_attr_i64(f, "step", &st->step) || dd__h5_read_attr_i64(f, "epoch", &st->epoch) ||
+      dd__h5_read_attr_i64(f, "batch_in_epoch", &st->batch) ||
+      dd__h5_read_attr_i64(f, "samples_seen", &st->samples_seen) || dd__h5_read_attr_i64(f, "seed", &seed) ||
+      dd__h5_read_attr_i64(f, "nranks", &st->nranks) || dd__h5_read_attr_i64(f, "batch_size", &st->batch_size))
+    rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks training-state attributes (step, epoch, ...)", path);
+  st->seed = (uint64_t)seed;
+  int64_t digest = 0;
+  if (rc == DD_OK && ver < 2) { /* 0.1: Fisher-Yates orders, no epoch statistics */
+    snprintf(st->sampler, sizeof st->sampler, "legacy");
+    st->sampler_chunk = st->sampler_window = 0;
+    st->ep_loss = st->ep_count = st->ep_correct = st->ep_samples = 0;
+    st->ep_digest = 0;
+  } else if (rc == DD_OK && (dd__h5_read_attr_str(f, "sampler", st->sampler, sizeof st->sampler) ||
+                             dd__h5_read_attr_i64(f, "sampler_chunk", &st->sampler_chunk) ||
+                             dd__h5_read_attr_i64(f, "sampler_window", &st->sampler_window) ||
+                             dd__h5_read_attr_f64(f, "epoch_loss_sum", &st->ep_loss) ||
+                             dd__h5_read_attr_f64(f, "epoch_count", &st->ep_count) ||
+                             dd__h5_read_attr_f64(f, "epoch_correct", &st->ep_correct) ||
+                             dd__h5_read_attr_f64(f, "epoch_samples", &st->ep_samples) ||
+                             dd__h5_read_attr_i64(f, "epoch_digest", &digest))) {
+    rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the sampler or epoch attributes of format version 2", path);
+  }
+  st->ep_digest = (uint64_t)digest;
+  /* a damaged or crafted file must not steer training into nonsense */
+  const char *bad = NULL;
+  if (rc == DD_OK) {
+    if (st->step < 0 || st->step > ((int64_t)1 << 50))
+      bad = "step";
+    else if (st->epoch < 0 || st->epoch > 1000000000)
+      bad = "epoch";
+    else if (st->batch < 0 || st->batch > ((int64_t)1 << 50))
+      bad = "batch_in_epoch";
+    else if (st->samples_seen < 0)
+      bad = "samples_seen";
+    else if (st->batch_size < 1)
+      bad = "batch_size";
+    else if (strcmp(st->sampler, "global") != 0 && strcmp(st->sampler, "chunks") != 0 &&
+             strcmp(st->sampler, "legacy") != 0)
+      bad = "sampler";
+    else if (st->sampler_chunk < 0 || st->sampler_window < 0 ||
+             (strcmp(st->sampler, "chunks") == 0 && (st->sampler_chunk < 1 || st->sampler_window < 1)))
+      bad = "sampler_chunk/sampler_window";
+    else if (!(st->ep_loss >= 0) || !(st->ep_count >= 0) || !(st->ep_correct >= 0) || !(st->ep_samples >= 0) ||
+             !isfinite(st->ep_loss) || !isfinite(st->ep_count) || !isfinite(st->ep_samples))
+      bad = "epoch statistics";
+  }
+  if (bad)
+    rc = dd_error(DD_ECKPT,
+                  "checkpoint '%s': the training-state attribute %s is out of range; the file is damaged: "
+                  "use an earlier checkpoint",
+                  path, bad);
+  return rc;
+}
+
 static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state *st) {
   hid_t f;
   int rc = open_ckpt(path, &f);
@@ -438,61 +498,10 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
     if (rc == DD_OK && dd__h5_read_attr_i64(f, "optimizer_steps", &o->t) != 0)
       rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the optimizer_steps attribute", path);
   }
-  if (rc == DD_OK && st) {
-    int64_t seed = 0;
-    if (dd__h5_read_attr_i64(f, "step", &st->step) || dd__h5_read_attr_i64(f, "epoch", &st->epoch) ||
-        dd__h5_read_attr_i64(f, "batch_in_epoch", &st->batch) ||
-        dd__h5_read_attr_i64(f, "samples_seen", &st->samples_seen) || dd__h5_read_attr_i64(f, "seed", &seed) ||
-        dd__h5_read_attr_i64(f, "nranks", &st->nranks) || dd__h5_read_attr_i64(f, "batch_size", &st->batch_size))
-      rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks training-state attributes (step, epoch, ...)", path);
-    st->seed = (uint64_t)seed;
-    int64_t digest = 0;
-    if (rc == DD_OK && ver < 2) { /* 0.1: Fisher-Yates orders, no epoch statistics */
-      snprintf(st->sampler, sizeof st->sampler, "legacy");
-      st->sampler_chunk = st->sampler_window = 0;
-      st->ep_loss = st->ep_count = st->ep_correct = st->ep_samples = 0;
-      st->ep_digest = 0;
-    } else if (rc == DD_OK && (dd__h5_read_attr_str(f, "sampler", st->sampler, sizeof st->sampler) ||
-                               dd__h5_read_attr_i64(f, "sampler_chunk", &st->sampler_chunk) ||
-                               dd__h5_read_attr_i64(f, "sampler_window", &st->sampler_window) ||
-                               dd__h5_read_attr_f64(f, "epoch_loss_sum", &st->ep_loss) ||
-                               dd__h5_read_attr_f64(f, "epoch_count", &st->ep_count) ||
-                               dd__h5_read_attr_f64(f, "epoch_correct", &st->ep_correct) ||
-                               dd__h5_read_attr_f64(f, "epoch_samples", &st->ep_samples) ||
-                               dd__h5_read_attr_i64(f, "epoch_digest", &digest))) {
-      rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the sampler or epoch attributes of format version 2", path);
-    }
-    st->ep_digest = (uint64_t)digest;
-    /* a damaged or crafted file must not steer training into nonsense */
-    const char *bad = NULL;
-    if (rc == DD_OK) {
-      if (st->step < 0 || st->step > ((int64_t)1 << 50))
-        bad = "step";
-      else if (st->epoch < 0 || st->epoch > 1000000000)
-        bad = "epoch";
-      else if (st->batch < 0 || st->batch > ((int64_t)1 << 50))
-        bad = "batch_in_epoch";
-      else if (st->samples_seen < 0)
-        bad = "samples_seen";
-      else if (st->batch_size < 1)
-        bad = "batch_size";
-      else if (strcmp(st->sampler, "global") != 0 && strcmp(st->sampler, "chunks") != 0 &&
-               strcmp(st->sampler, "legacy") != 0)
-        bad = "sampler";
-      else if (st->sampler_chunk < 0 || st->sampler_window < 0 ||
-               (strcmp(st->sampler, "chunks") == 0 && (st->sampler_chunk < 1 || st->sampler_window < 1)))
-        bad = "sampler_chunk/sampler_window";
-      else if (!(st->ep_loss >= 0) || !(st->ep_count >= 0) || !(st->ep_correct >= 0) || !(st->ep_samples >= 0) ||
-               !isfinite(st->ep_loss) || !isfinite(st->ep_count) || !isfinite(st->ep_samples))
-        bad = "epoch statistics";
-      if (o && !bad && o->t < 0)
-        bad = "optimizer_steps";
-    }
-    if (bad)
-      rc = dd_error(DD_ECKPT, "checkpoint '%s': the training-state attribute %s is out of range; the file is damaged: "
-                              "use an earlier checkpoint",
-                    path, bad);
-  }
+  if (rc == DD_OK && o && o->t < 0)
+    rc = dd_error(DD_ECKPT, "checkpoint '%s': optimizer_steps is negative; the file is damaged", path);
+  if (rc == DD_OK && st)
+    rc = read_state(f, path, ver, st);
   H5Fclose(f);
   return rc;
 }
@@ -603,6 +612,53 @@ int dd_checkpoint_vocab(dd_comm *c, const char *path, int32_t **vocab, int64_t *
   return DD_OK;
 }
 
+typedef struct verify_ctx {
+  const char *path;
+  int64_t ver;
+  int rc;
+} verify_ctx;
+
+static herr_t verify_one(hid_t obj, const char *name, const dd_h5o_info *info, void *data) {
+  verify_ctx *v = data;
+  if (info->type != H5O_TYPE_DATASET || strcmp(name, "vocab") == 0)
+    return 0;
+  hid_t ds = H5Dopen2(obj, name, H5P_DEFAULT);
+  if (ds < 0) {
+    v->rc = dd_error(DD_ECKPT, "checkpoint '%s': %s cannot be opened; the file is damaged", v->path, name);
+    return 1;
+  }
+  hid_t sp = H5Dget_space(ds);
+  hssize_t n = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  float *buf = n >= 0 && n < ((hssize_t)1 << 34) ? dd_alloc((size_t)(n > 0 ? n : 1), sizeof(float)) : NULL;
+  v->rc = buf ? check_data(ds, v->path, name, buf, (int64_t)n, v->ver >= 2)
+              : dd_error(DD_ECKPT, "checkpoint '%s': %s has an impossible size; the file is damaged", v->path, name);
+  dd_free(buf);
+  H5Dclose(ds);
+  return v->rc ? 1 : 0;
+}
+
+/* Everything --resume auto relies on, without a model: format, training
+ * state, and every tensor's checksum and values. */
+static int verify_file(const char *path) {
+  hid_t f;
+  int rc = open_ckpt(path, &f);
+  if (rc)
+    return rc;
+  verify_ctx v = {.path = path, .ver = 1, .rc = DD_OK};
+  dd__h5_read_attr_i64(f, "format_version", &v.ver);
+  dd_train_state st;
+  memset(&st, 0, sizeof st);
+  rc = read_state(f, path, v.ver, &st);
+  if (rc == DD_OK && dd_h5o_visit(f, verify_one, &v, H5O_INFO_BASIC) < 0 && v.rc == DD_OK)
+    rc = dd_error(DD_ECKPT, "checkpoint '%s' cannot be walked; the file is damaged", path);
+  if (rc == DD_OK)
+    rc = v.rc;
+  H5Eclear2(H5E_DEFAULT);
+  H5Fclose(f);
+  return rc;
+}
+
 int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n) {
   char found[PATH_N + 300] = "";
   int rc = DD_OK;
@@ -614,13 +670,11 @@ int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n) {
     for (int i = 0; rc == DD_OK && i < count && !found[0]; i++) {
       char p[PATH_N + 300];
       snprintf(p, sizeof p, "%s/%s", dir, names[i]);
-      hid_t f;
-      if (open_ckpt(p, &f) == DD_OK) {
-        H5Fclose(f);
+      if (verify_file(p) == DD_OK) {
         snprintf(found, sizeof found, "%s", p);
       } else {
         /* a damaged newest file: say so, fall back to the one before */
-        fprintf(stderr, "ddtrain: warning: skipping unreadable checkpoint: %s\n", dd_error_message());
+        fprintf(stderr, "ddtrain: warning: skipping checkpoint %s: %s\n", names[i], dd_error_message());
         dd_error_clear();
       }
     }
@@ -635,4 +689,62 @@ int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n) {
   if (rc == DD_OK)
     snprintf(path, n, "%s", found);
   return rc;
+}
+
+/* ---- one run per directory ---- */
+
+int dd_checkpoint_lock(dd_comm *c, const char *dir, int *fd_out) {
+  *fd_out = -1;
+  int rc = DD_OK, fd = -1;
+  if (dd_comm_rank(c) == 0) {
+    rc = dd_mkdirs(dir, "checkpoint.dir");
+    char p[PATH_N + 32];
+    snprintf(p, sizeof p, "%s/.ddtrain.lock", dir);
+    if (rc == DD_OK && (fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+      rc = dd_error(DD_EIO, "cannot create the lock file '%s': %s; check that checkpoint.dir is writable", p,
+                    strerror(errno));
+    if (rc == DD_OK && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      /* held: by whom (the holder wrote it after taking the lock) */
+      char who[512] = "";
+      ssize_t n = pread(fd, who, sizeof who - 1, 0);
+      who[n > 0 ? n : 0] = '\0';
+      char *nl = strchr(who, '\n');
+      if (nl)
+        *nl = '\0';
+      rc = dd_error(DD_ECONFIG,
+                    "checkpoint.dir '%s' is in use by another run (%s); two runs on one directory would delete "
+                    "each other's checkpoints: wait for it to end, stop it, or pick another checkpoint.dir",
+                    dir, who[0] ? who : "holder unknown");
+      close(fd);
+      fd = -1;
+    } else if (rc == DD_OK) {
+      char host[256] = "?", stamp[64];
+      gethostname(host, sizeof host - 1);
+      time_t now = time(NULL);
+      strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+      const char *job = getenv("SLURM_JOB_ID");
+      char who[600];
+      int len = snprintf(who, sizeof who, "host %s, pid %d%s%s, since %s\n", host, (int)getpid(), job ? ", job " : "",
+                         job ? job : "", stamp);
+      if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)len, 0) != len)
+        rc = dd_error(DD_EIO, "cannot write the lock file of checkpoint.dir '%s': %s", dir, strerror(errno));
+    }
+  }
+  rc = dd_comm_bcast_status(c, rc, 0);
+  if (rc && fd >= 0) {
+    close(fd);
+    fd = -1;
+  }
+  *fd_out = fd;
+  return rc;
+}
+
+void dd_checkpoint_unlock(int fd) {
+  if (fd >= 0)
+    close(fd); /* releases the flock */
+}
+
+int64_t dd_checkpoint_step_of(const char *path) {
+  const char *base = strrchr(path, '/');
+  return ckpt_step(base ? base + 1 : path);
 }

@@ -30,6 +30,7 @@ typedef struct run {
   dd_train_state st;
   int64_t *rows;
   dd_loader *loader;     /* this rank's micro-batches, prefetched */
+  int lock_fd;           /* rank 0: the checkpoint directory's lock */
   int order_kind;        /* DD_ORDER_* of st.sampler */
   int64_t val_n;         /* data.val_fraction: the hold-out's size (split drawn after resuming) */
   uint64_t digest_local; /* this rank's share of the epoch's sample digest since digest_base */
@@ -224,6 +225,29 @@ static int setup(run *r) {
   return DD_OK;
 }
 
+/* --resume PATH to an older checkpoint of the run's own directory would
+ * branch it: the branch's checkpoints would sit beside (and be pruned with)
+ * the newer ones of the original line. Refused, with the ways out. */
+static int no_branch(run *r, const char *path) {
+  char newest[1100];
+  int rc = dd_checkpoint_latest(r->c, r->cfg->ckpt_dir, newest, sizeof newest);
+  if (rc == DD_ENOTFOUND) {
+    dd_error_clear();
+    return DD_OK;
+  }
+  if (rc)
+    return rc;
+  struct stat a, b;
+  const bool same = stat(path, &a) == 0 && stat(newest, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+  if (same || dd_checkpoint_step_of(newest) <= r->st.step)
+    return DD_OK;
+  return dd_error(DD_ECONFIG,
+                  "--resume %s is older than the newest checkpoint of checkpoint.dir '%s' (%s); continuing from it "
+                  "would branch the run inside that directory. Continue the run with --resume auto, or branch into "
+                  "another directory: --resume %s checkpoint.dir=NEW_DIR",
+                  path, r->cfg->ckpt_dir, newest, path);
+}
+
 /* The sample order this config asks for. */
 static void set_sampler(run *r, dd_train_state *st) {
   const dd_config *cfg = r->cfg;
@@ -284,6 +308,9 @@ static int init_state(run *r) {
     return rc;
   char path[1100] = "";
   const char *resume = r->o ? r->o->resume : NULL;
+  /* one run per checkpoint directory, for the whole run */
+  if (cfg->ckpt_dir[0] && (rc = dd_checkpoint_lock(r->c, cfg->ckpt_dir, &r->lock_fd)) != DD_OK)
+    return rc;
   if (resume && strcmp(resume, "auto") == 0) {
     rc = cfg->ckpt_dir[0] ? dd_checkpoint_latest(r->c, cfg->ckpt_dir, path, sizeof path) : DD_ENOTFOUND;
     if (rc == DD_ENOTFOUND) {
@@ -313,6 +340,8 @@ static int init_state(run *r) {
     return rc;
   if (path[0]) {
     rc = dd_checkpoint_load(r->c, path, r->m, r->opt, &r->st);
+    if (rc == DD_OK && strcmp(resume, "auto") != 0 && cfg->ckpt_dir[0])
+      rc = no_branch(r, path);
     if (rc)
       return rc;
     if (r->st.seed != (uint64_t)cfg->seed && r->out)
@@ -800,6 +829,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
   r.P = dd_comm_size(c);
   r.out = r.rank == 0 && o ? o->out : NULL;
   r.t0 = dd_now();
+  r.lock_fd = -1;
   if (res) {
     memset(res, 0, sizeof *res);
     res->train_loss = res->val_loss = res->val_accuracy = NAN;
@@ -841,6 +871,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);
   }
   dd_loader_stop(r.loader);
+  dd_checkpoint_unlock(r.lock_fd);
   dd_free(r.rows);
   dd_free(r.ybuf);
   dd_free(r.lenbuf);

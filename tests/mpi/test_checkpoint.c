@@ -139,7 +139,7 @@ static void latest_and_pruning(void) {
     return;
   dd_model_init_params(m, 1);
   for (int step = 10; step <= 50; step += 10) {
-    dd_train_state st = {.step = step};
+    dd_train_state st = {.step = step, .batch_size = 8};
     CHECK_OK(dd_checkpoint_save(world, dir, 2, m, NULL, &st, "", NULL, 0));
   }
   CHECK_OK(dd_checkpoint_latest(world, dir, found, sizeof found));
