@@ -10,7 +10,7 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
        libopenblas-dev libyaml-dev zlib1g-dev libxxhash-dev)
-test=(python3 python3-numpy python3-h5py iproute2 procps util-linux
+test=(python3 python3-numpy python3-h5py python3-xxhash iproute2 procps util-linux
       munge slurmctld slurmd slurm-client
       podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-client strace
       clang-format cppcheck shellcheck)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Checkpoints that prove themselves (issue 12): only the naming scheme's files count, damaged files
+# are refused (eval, --resume PATH) or skipped with a warning (--resume auto), one run per
+# directory, no branch inside a run's directory, range-checked resume state.
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+ddt in data synth --out d.h5 --samples 300 --features 12 --classes 3 || exit 1
+cat >run.yaml <<'YAML'
+model:
+  layers: [{type: dense, units: 16}, relu, {type: dense, units: 3}]
+data: {train: d.h5}
+train: {batch_size: 32, epochs: 3}
+checkpoint: {dir: ck, keep: 0}
+YAML
+expect_ok "three epochs, a checkpoint each" in train run.yaml
+mapfile -t cks < <(cd ck && ls ckpt-*.h5)
+[ ${#cks[@]} = 3 ] || fail "expected 3 checkpoints, have ${cks[*]}"
+newest=ck/${cks[2]} older=ck/${cks[1]}
+cp "$older" older.h5   # kept for later: pruning removes it from ck/
+
+# a user's files beside the scheme's: never taken as the newest, never pruned
+cp "$older" ck/ckpt-best.h5
+cp "$older" ck/ckpt-zzz.h5
+expect_ok "--resume auto with ckpt-best.h5 in the directory" in train run.yaml train.epochs=4 checkpoint.keep=1 --resume auto
+grep -q "^resume: $newest " "$out" || fail "resumed from $newest, not a user's file ($(grep '^resume' "$out"))"
+[ -f ck/ckpt-best.h5 ] && [ -f ck/ckpt-zzz.h5 ] || fail "keep pruning deleted a user's ckpt-best.h5 / ckpt-zzz.h5"
+mapfile -t cks < <(cd ck && ls ckpt-0*.h5)
+[ ${#cks[@]} = 1 ] || fail "keep 1 left ${cks[*]}"
+good=ck/${cks[0]}
+
+# damage: one flipped bit in a tensor (checksum), NaN with a valid checksum, an int8 tensor, a range
+damage() { # KIND SRC DST
+    $PY - "$@" <<'PY'
+import sys, shutil, h5py, numpy as np, xxhash
+kind, src, dst = sys.argv[1:]
+shutil.copy(src, dst)
+with h5py.File(dst, "r+") as f:
+    d = f["params/layer0/weight"]
+    w = d[...]
+    if kind == "bitflip":
+        b = w.view(np.uint32); b[0, 0] ^= 1 << 20; d[...] = w
+    elif kind == "nan":
+        w[2, 3] = np.nan; d[...] = w
+        d.attrs["xxh3_64"] = np.int64(np.uint64(xxhash.xxh3_64_intdigest(w.astype("<f4").tobytes())).astype(np.int64))
+    elif kind == "int8":
+        del f["params/layer0/weight"]; f["params/layer0/weight"] = w.astype(np.int8)
+    elif kind == "batch":
+        f.attrs["batch_in_epoch"] = np.int64(-1)
+    elif kind == "nohash":
+        del d.attrs["xxh3_64"]
+PY
+}
+damage bitflip "$good" bit.h5
+expect_error "eval refuses a flipped bit" in 1 "bit.h5': /params/layer0/weight fails its checksum (xxh3_64); the file is damaged" eval bit.h5 d.h5
+damage nan "$good" nan.h5
+expect_error "eval refuses a NaN parameter" in 1 "/params/layer0/weight holds NaN at [27]" eval nan.h5 d.h5
+damage int8 "$good" int8.h5
+expect_error "eval refuses an int8 tensor" in 1 "/params/layer0/weight is not stored as float32" eval int8.h5 d.h5
+damage nohash "$good" nohash.h5
+expect_error "a format 2 tensor without its checksum" in 1 "/params/layer0/weight has no checksum" eval nohash.h5 d.h5
+damage batch "$good" batch.h5
+expect_error "resume state out of range" in 1 "the training-state attribute batch_in_epoch is out of range" train run.yaml checkpoint.dir=ck-b --resume batch.h5
+expect_error "--resume PATH refuses a damaged file" 2 1 "fails its checksum" train run.yaml checkpoint.dir=ck-b --resume bit.h5
+
+# --resume auto falls back past a damaged newest one, saying which and why
+mkdir -p ck2 && cp older.h5 "ck2/$(basename "$older")" && damage bitflip "$good" "ck2/$(basename "$good")"
+expect_ok "--resume auto past a damaged newest" 2 train run.yaml checkpoint.dir=ck2 train.epochs=4 --resume auto
+grep -q "warning: skipping checkpoint $(basename "$good"): .*fails its checksum" "$err" ||
+    fail "a warning names the damaged checkpoint and the reason ($(cat "$err"))"
+grep -q "^resume: ck2/$(basename "$older") " "$out" || fail "resumed from the good $(basename "$older")"
+
+# a branch inside the run's own directory is refused; into another directory it is fine
+expect_error "--resume PATH to an older checkpoint of the directory" in 1 "is older than the newest checkpoint of checkpoint.dir 'ck'" train run.yaml train.epochs=5 --resume ck/ckpt-best.h5
+expect_ok "the same branch into a new directory" in train run.yaml train.epochs=5 checkpoint.dir=branch --resume ck/ckpt-best.h5
+
+# one run per directory: a second one is refused, naming the first
+cat >slow.yaml <<'YAML'
+model:
+  layers: [{type: dense, units: 256}, relu, {type: dense, units: 3}]
+data: {train: d.h5}
+train: {batch_size: 4, epochs: 100000}
+checkpoint: {dir: busy, every_epochs: 0}
+YAML
+timeout -k 5 120 "$MPIEXEC" -n 2 --oversubscribe "$DDTRAIN" train slow.yaml >slow.out 2>&1 &
+slow=$!
+for _ in $(seq 1 200); do grep -q '^checkpoints:' slow.out 2>/dev/null && break; sleep 0.1; done
+expect_error "a second run on a busy directory" 2 1 "checkpoint.dir 'busy' is in use by another run (host $(hostname), pid" train slow.yaml
+pkill -USR1 -P $slow -x "$(basename "$MPIEXEC")"
+wait $slow
+[ $? = 138 ] || fail "the first run stopped on SIGUSR1 with 138 ($(tail -n 3 slow.out))"
+expect_ok "the directory is free again" in train slow.yaml train.epochs=1 --resume auto
+no_temp_files ck
+finish
