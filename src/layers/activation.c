@@ -4,14 +4,15 @@
 
 #include "ddtrain/layers.h"
 
+/* NaN stays NaN (as in PyTorch): a NaN weight must not vanish into zeros and survive training */
 void dd_relu_forward(float *y, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++)
-    y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    y[i] = x[i] > 0.0f || x[i] != x[i] ? x[i] : 0.0f;
 }
 
 void dd_relu_backward(float *dx, const float *y, const float *dy, int64_t n) {
   for (int64_t i = 0; i < n; i++)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    dx[i] = y[i] > 0.0f ? dy[i] : y[i] != y[i] ? y[i] : 0.0f;
 }
 
 void dd_tanh_forward(float *y, const float *x, int64_t n) {

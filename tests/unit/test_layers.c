@@ -78,6 +78,12 @@ static void activation_values(void) {
   float x[4] = {-2.0f, -0.0f, 0.5f, 80.0f}, y[4];
   dd_relu_forward(y, x, 4);
   CHECK(y[0] == 0.0f && y[2] == 0.5f && y[3] == 80.0f);
+  /* NaN propagates, forward and backward, as torch.relu does: a NaN weight cannot turn into zeros */
+  float xn[3] = {NAN, -1.0f, 2.0f}, yn[3], dy[3] = {1.0f, 1.0f, 1.0f}, dx[3];
+  dd_relu_forward(yn, xn, 3);
+  CHECK(isnan(yn[0]) && yn[1] == 0.0f && yn[2] == 2.0f);
+  dd_relu_backward(dx, yn, dy, 3);
+  CHECK(isnan(dx[0]) && dx[1] == 0.0f && dx[2] == 1.0f);
   dd_sigmoid_forward(y, x, 4);
   CHECK_NEAR(y[2], 1.0 / (1.0 + exp(-0.5)), 1e-6);
   CHECK(y[3] == 1.0f && isfinite(y[3]));
