@@ -59,13 +59,26 @@ typedef struct conv_ctx {
   const char *origin;
   int line_base;
   int depth;
+  int64_t nodes; /* expanded so far: YAML aliases can multiply a small text exponentially */
 } conv_ctx;
+
+/* A run config has hundreds of nodes; an alias "bomb" of 400 bytes has billions. */
+enum { MAX_NODES = 100000 };
 
 static int convert(conv_ctx *cx, yaml_node_t *y, dd_cnode **out) {
   *out = NULL;
   int line = cx->line_base >= 0 ? (int)y->start_mark.line + 1 + cx->line_base : 0;
-  if (++cx->depth > 64)
+  if (++cx->depth > 64) {
+    cx->depth--;
     return dd_error(DD_ECONFIG, "%s:%d: config nested too deeply", cx->origin, line);
+  }
+  if (++cx->nodes > MAX_NODES) {
+    cx->depth--;
+    return dd_error(DD_ECONFIG,
+                    "%s:%d: the config expands to more than %d nodes (YAML aliases referring to aliases?); a run "
+                    "config needs far fewer: write it out without nested aliases",
+                    cx->origin, line, MAX_NODES);
+  }
   dd_cnode *n = NULL;
   int rc = DD_OK;
   switch (y->type) {
@@ -153,7 +166,7 @@ int dd__cn_parse(const char *text, const char *origin, int line_base, dd_cnode *
     *out = node_new(DD_CN_MAP, 1, origin);
     rc = *out ? DD_OK : DD_ENOMEM;
   } else {
-    conv_ctx cx = {&doc, origin, line_base, 0};
+    conv_ctx cx = {&doc, origin, line_base, 0, 0};
     rc = convert(&cx, root, out);
   }
   /* a second document in the file is almost certainly a mistake */

@@ -41,9 +41,16 @@ expect_error "bad override value" in 1 "command line 'optim.lr=-1'" train base.y
 expect_error "unknown option is a usage error" 2 2 "unknown option '--frobnicate'" train base.yaml --frobnicate
 expect_error "missing config argument" in 2 "train needs a CONFIG file" train
 
+# a 324-byte YAML alias bomb (9^9 nodes if expanded) fails at once
+printf 'a: &a [x,x,x,x,x,x,x,x,x]\n' > bomb.yaml
+for l in b c d e f g h i; do p=$(tail -n 1 bomb.yaml | sed -n 's/^\(.\): &.*/\1/p'); printf '%s: &%s [%s]\n' "$l" "$l" "$(printf '*%s,' "$p" "$p" "$p" "$p" "$p" "$p" "$p" "$p" "$p" | sed 's/,$//')" >> bomb.yaml; done
+expect_error "a YAML alias bomb" in 1 "the config expands to more than 100000 nodes" train bomb.yaml
+
 # data problems
 expect_error "missing data file" 2 1 "cannot open 'missing.h5' (data.train): No such file or directory" train base.yaml data.train=missing.h5
 echo "x,y" > notes.txt
+mkfifo fifo.h5
+expect_error "a FIFO as data" in 1 "'fifo.h5' (data.train) is not a regular file" train base.yaml data.train=fifo.h5
 expect_error "not an HDF5 file" in 1 "'notes.txt' (data.train) is not an HDF5 file" train base.yaml data.train=notes.txt
 expect_error "wrong dataset name" in 1 "'good.h5' has no dataset '/features' (features); it has: /x, /y; set data.x" train base.yaml data.x=/features
 $PY - <<'PY'
