@@ -9,6 +9,10 @@
 
 typedef struct dd_comm dd_comm;
 
+/* Exit code of a job the watchdog ended (EX_TEMPFAIL): a stuck or stopped
+ * rank, or MPI not starting; the Slurm scripts requeue it. */
+#define DD_EXIT_STALL 75
+
 /* Initialise MPI (if not yet) with errors returned, not fatal. *out owned by
  * the caller; dd_comm_finalize frees it and finalises MPI if we started it. */
 int dd_comm_init(int *argc, char ***argv, dd_comm **out);
@@ -58,6 +62,25 @@ int dd_comm_bcast_status(dd_comm *c, int status, int root);
 int dd_comm_same_u64(dd_comm *c, uint64_t v, bool *same);
 
 int dd_comm_barrier(dd_comm *c);
+/* ---- the watchdog (src/comm/watchdog.c) ----
+ * With more than one rank, a thread per rank exchanges heartbeats with rank
+ * 0's; when a rank has waited in a collective longer than the timeout, the
+ * ranks that are not in it are named (host, pid, phase, step; or "stopped
+ * responding"), the message goes to stderr and the stall hook, and the job
+ * ends with DD_EXIT_STALL. Default timeout: DD_TIMEOUT seconds from the
+ * environment, else 300; dd_comm_init starts it. */
+
+/* Collective: a new deadline (seconds; <= 0 turns the watchdog off). */
+int dd_comm_set_timeout(dd_comm *c, double seconds);
+/* What the main thread does now (a static string) in which step: the
+ * watchdog's report of a rank that holds the others up. Not collective. */
+void dd_comm_phase(dd_comm *c, const char *phase, int64_t step);
+void dd_comm_step_done(dd_comm *c, int64_t step);
+/* Called with the one-line report on the rank that detects a stall, from the
+ * watchdog thread, just before the job is aborted (e.g. to log it). */
+typedef void (*dd_comm_stall_hook)(void *ctx, const char *msg);
+void dd_comm_on_stall(dd_comm *c, dd_comm_stall_hook fn, void *ctx);
+
 /* Last resort when ranks cannot agree (e.g. a rank is stuck). */
 void dd_comm_abort(dd_comm *c, int code);
 

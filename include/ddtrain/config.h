@@ -39,6 +39,7 @@ typedef struct dd_config {
   /* train */
   int64_t batch_size, epochs, max_steps, seed, threads, log_every;
   int64_t accum_steps; /* micro-batches per rank per optimizer step */
+  double timeout;      /* watchdog deadline in seconds (0 = off) */
   char metrics[DD_PATH_MAX];
   /* checkpoint */
   char ckpt_dir[DD_PATH_MAX];

@@ -129,6 +129,9 @@ static const field train_fields[] = {
     {"log_every", F_I64, OFF(log_every), 0, 0, 1e12, "50",
      "write a step record to the metrics log every N steps (0 = epochs only)"},
     {"metrics", F_STR, STR(metrics), 0, 0, "", "JSON Lines metrics log; default <checkpoint.dir>/metrics.jsonl"},
+    {"timeout", F_F64, OFF(timeout), 0, 0, 1e9, "300",
+     "watchdog: end the job (exit code 75) when ranks wait longer than this many seconds for one that does not "
+     "arrive, naming it (0 = off)"},
 };
 static const field ckpt_fields[] = {
     {"dir", F_STR, STR(ckpt_dir), 0, 0, "checkpoints", "checkpoint directory (\"\" = no checkpoints)"},

@@ -158,8 +158,22 @@ static int load_data(run *r) {
   return DD_OK;
 }
 
+/* The watchdog's report also goes to the metrics log (rank 0 detects, it has the log). */
+static void on_stall(void *ctx, const char *msg) {
+  run *r = ctx;
+  if (!r->metrics)
+    return;
+  fprintf(r->metrics, "{\"event\": \"stall\", \"step\": %lld, ", (long long)r->st.step);
+  jstr(r->metrics, "message", msg);
+  fprintf(r->metrics, "\"elapsed_s\": %.3f}\n", dd_now() - r->t0);
+  fflush(r->metrics);
+}
+
 static int setup(run *r) {
   const dd_config *cfg = r->cfg;
+  int trc = dd_comm_set_timeout(r->c, cfg->timeout);
+  if (trc)
+    return trc;
   r->threads = pick_threads(cfg, r->c);
   dd_tensor_set_threads(r->threads);
   const char *kern = dd_tensor_kernel_current();
@@ -501,6 +515,7 @@ static void metrics_start(run *r) {
 static int save(run *r) {
   if (!r->cfg->ckpt_dir[0])
     return DD_OK;
+  dd_comm_phase(r->c, "checkpoint", r->st.step);
   r->st.nranks = r->P;
   if (r->st.batch > 0) { /* mid-epoch: the digest so far, of all ranks */
     uint64_t d = r->digest_local;
@@ -537,6 +552,7 @@ typedef struct epoch_stats {
 static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, dd_loss_sums *sums) {
   dd_model *m = r->m;
   dd_micro *mb = NULL;
+  dd_comm_phase(r->c, "data wait", r->st.step);
   int rc = dd_loader_next(r->loader, &mb, &es->data_s);
   if (rc)
     return rc;
@@ -564,9 +580,11 @@ static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, 
                .lengths = r->ti->lengths ? r->lenbuf : NULL,
                .allreduce = dd_comm_allreduce_cb,
                .allreduce_ctx = r->c};
+  dd_comm_phase(r->c, "forward", r->st.step);
   rc = dd_model_forward(m, &p);
   if (rc == DD_OK)
     rc = dd_model_loss(m, &p, r->ybuf, true, sums);
+  dd_comm_phase(r->c, "backward", r->st.step);
   if (rc == DD_OK)
     rc = dd_model_backward(m, &p);
   return rc;
@@ -629,12 +647,14 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
      * else only for the steps that go into the metrics log */
     /* (decided alike on every rank: a non-finite norm stops all of them) */
     const bool logged = cfg->log_every > 0 && (r->st.step + 1) % cfg->log_every == 0;
+    dd_comm_phase(r->c, "optimizer", r->st.step);
     rc = update(r, count, logged);
     if (rc)
       return rc;
     if (r->grad_norm > es->grad_norm_max)
       es->grad_norm_max = r->grad_norm;
   }
+  dd_comm_step_done(r->c, r->st.step);
   r->st.step++;
   r->st.batch = b + 1;
   r->st.samples_seen += gsize;
@@ -750,6 +770,7 @@ static int run_epochs(run *r, dd_train_result *res) {
     /* validation */
     dd_loss_sums vs = {0};
     if (r->va.n > 0) {
+      dd_comm_phase(r->c, "evaluation", r->st.step);
       rc = dd__evaluate(r->c, r->m, r->val_src ? r->val_src : r->train_src, &r->va, r->ybuf, r->rows, NULL, &vs);
       if (rc)
         return rc;
@@ -840,6 +861,8 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     rc = dd_comm_agree(c, init_state(&r));
   if (rc == DD_OK)
     rc = dd_comm_agree(c, open_metrics(&r, o && o->resume));
+  if (rc == DD_OK)
+    dd_comm_on_stall(c, on_stall, &r);
   if (rc == DD_OK) {
     print_header(&r);
     metrics_start(&r);
@@ -870,6 +893,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     res->epochs = r.st.epoch;
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);
   }
+  dd_comm_on_stall(c, NULL, NULL);
   dd_loader_stop(r.loader);
   dd_checkpoint_unlock(r.lock_fd);
   dd_free(r.rows);
