@@ -63,6 +63,13 @@ uint64_t dd_fnv1a(const void *data, size_t bytes, uint64_t h);
 /* Fisher-Yates permutation of 0..n-1 into perm, driven by r. */
 void dd_permutation(int64_t *perm, int64_t n, dd_rng *r);
 
+/* Fault injection for the tests (src/core/fault.c): DD_FAULT is a comma-
+ * separated list of KIND@RANK:STEP (e.g. "stop@1:20,enospc@0:40"); true when
+ * this rank reaches that step with that kind armed (each fires once).
+ * Kinds used: exit, segv, stop, hang, nan, enospc, read, slowio. Never set in
+ * production; costs one comparison when unset. */
+bool dd_fault(const char *kind, int rank, int64_t step);
+
 /* Monotonic wall clock in seconds. */
 double dd_now(void);
 

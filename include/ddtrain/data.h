@@ -226,6 +226,7 @@ typedef struct dd_loader_plan {
   int P, rank, accum, micro_max;
   int64_t epoch, batch; /* the first step to deliver */
   int64_t epochs;       /* stop after epoch epochs - 1 */
+  int64_t step0;        /* the optimizer step of (epoch, batch), for fault injection */
 } dd_loader_plan;
 
 typedef struct dd_micro {

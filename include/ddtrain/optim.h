@@ -70,7 +70,7 @@ void dd_optim_free(dd_optim *o);
 /* One update: g = grad_scale * grads[i] (the trainer passes 1 / global
  * count, times the clipping factor), then the rule with learning rate lr
  * (this step's scheduled value). Increments o->t. One flat loop. */
-void dd_optim_step(dd_optim *o, float *params, const float *grads, float grad_scale, double lr);
+int dd_optim_step(dd_optim *o, float *params, const float *grads, float grad_scale, double lr);
 
 /* Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_).
  * dd_optim_grad_norm: || grad_scale * grads[0..n) ||_2, accumulated in

@@ -260,6 +260,11 @@ static int save_root(const char *dir, int keep, const dd_model *m, const dd_opti
   snprintf(final, final_n, "%s/ckpt-%010lld.h5", dir, (long long)st->step);
   snprintf(tmp, sizeof tmp, "%s/.ckpt-%010lld.h5.tmp.%d", dir, (long long)st->step, (int)getpid());
   rc = write_file(tmp, final, m, o, st, config_text, vocab, nvocab);
+  if (rc == DD_OK && dd_fault("enospc", 0, st->step)) /* test only: the disk fills up mid-write */
+    rc = dd_error(DD_EIO,
+                  "writing checkpoint '%s' failed: No space left on device (injected); free space in checkpoint.dir, "
+                  "the previous checkpoint is kept",
+                  final);
   if (rc == DD_OK)
     rc = dd__h5_commit(tmp, final);
   else

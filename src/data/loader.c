@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ddtrain/data.h"
 
@@ -61,6 +62,12 @@ static void *run(void *arg) {
       mb->rows[i] = dd_split_row(p->split, dd_order_row(&order, pos));
       mb->digest += dd_hash3((uint64_t)e, (uint64_t)pos, (uint64_t)mb->rows[i]);
     }
+    const int64_t step = p->step0 + (e - p->epoch) * p->steps_per_epoch + (b - p->batch);
+    if (mb->status == DD_OK && j == 0 && dd_fault("read", p->rank, step))
+      mb->status = dd_error(DD_EIO, "reading the samples of step %lld on rank %d failed: Input/output error (injected)",
+                            (long long)step, p->rank);
+    if (mb->status == DD_OK && j == 0 && dd_fault("slowio", p->rank, step))
+      sleep(3600); /* a file system that stops answering */
     if (mb->status == DD_OK)
       mb->status = dd_source_read(p->src, mb->rows, mb->n, mb->x, mb->y, mb->len);
     if (mb->status) { /* hand the message to the consumer's thread */

@@ -249,13 +249,22 @@ typedef struct wd {
   float decay, l2;
 } wd;
 
+/* 1 if x is NaN or infinite: integer bits, so the loops still vectorise (an
+ * OR reduction needs no reassociation of floats) */
+static inline uint32_t nonfinite(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return (u & 0x7f800000u) == 0x7f800000u;
+}
+
 static wd weight_decay(const dd_optim_spec *s, double lr) {
   if (s->decoupled_weight_decay)
     return (wd){(float)(1.0 - lr * s->weight_decay), 0.0f};
   return (wd){1.0f, (float)s->weight_decay};
 }
 
-static void sgd_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
+static int sgd_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
+  uint32_t bad = 0;
   const int64_t n = o->n;
   const wd w = weight_decay(&o->spec, lr_d);
   const float lr = (float)lr_d;
@@ -265,24 +274,27 @@ static void sgd_step(dd_optim *o, float *restrict p, const float *restrict g, fl
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       p[i] = pi - lr * d;
     }
-    return;
+    return bad != 0;
   }
   float *restrict buf = state(o, "momentum_buffer");
   if (o->t == 0) { /* PyTorch: buf = clone(d_p) on first use */
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       buf[i] = d;
       p[i] = pi - lr * (o->spec.nesterov ? d + mu * d : d);
     }
-    return;
+    return bad != 0;
   }
   if (o->spec.nesterov) {
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float b = mu * buf[i] + damp * d;
       buf[i] = b;
       p[i] = pi - lr * (d + mu * b);
@@ -291,15 +303,18 @@ static void sgd_step(dd_optim *o, float *restrict p, const float *restrict g, fl
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float b = mu * buf[i] + damp * d;
       buf[i] = b;
       p[i] = pi - lr * b;
     }
   }
+  return bad != 0;
 }
 
 /* Adam and AdamW (AdamW = decoupled weight decay, resolved into the spec). */
-static void adam_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr) {
+static int adam_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr) {
+  uint32_t bad = 0;
   const int64_t n = o->n;
   const wd w = weight_decay(&o->spec, lr);
   const double t = (double)(o->t + 1);
@@ -316,6 +331,7 @@ static void adam_step(dd_optim *o, float *restrict p, const float *restrict g, f
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float mi = beta1 * m[i] + c1 * d;
       float vi = beta2 * v[i] + c2 * d * d;
       float vm = vi > vmax[i] ? vi : vmax[i]; /* maxps; fmaxf would not vectorise */
@@ -328,6 +344,7 @@ static void adam_step(dd_optim *o, float *restrict p, const float *restrict g, f
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float mi = beta1 * m[i] + c1 * d;
       float vi = beta2 * v[i] + c2 * d * d;
       m[i] = mi;
@@ -335,6 +352,7 @@ static void adam_step(dd_optim *o, float *restrict p, const float *restrict g, f
       p[i] = pi - step_size * (mi / (sqrtf(vi) / bc2_sqrt + eps));
     }
   }
+  return bad != 0;
 }
 
 /* max(x, 0) as a compare-select that vectorises (fmaxf does not without
@@ -343,7 +361,8 @@ static inline float pos(float x) {
   return x > 0.0f ? x : 0.0f;
 }
 
-static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
+static int rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
+  uint32_t bad = 0;
   const int64_t n = o->n;
   const wd w = weight_decay(&o->spec, lr_d);
   const float lr = (float)lr_d, eps = (float)o->spec.eps;
@@ -357,6 +376,7 @@ static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float s = alpha * sq[i] + c * d * d;
       float a = alpha * ga[i] + c * d;
       float b = mu * buf[i] + d / (sqrtf(pos(s - a * a)) + eps);
@@ -369,6 +389,7 @@ static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float s = alpha * sq[i] + c * d * d;
       float a = alpha * ga[i] + c * d;
       sq[i] = s;
@@ -379,6 +400,7 @@ static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float s = alpha * sq[i] + c * d * d;
       float b = mu * buf[i] + d / (sqrtf(s) + eps);
       sq[i] = s;
@@ -389,14 +411,17 @@ static void rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
+      bad |= nonfinite(d);
       float s = alpha * sq[i] + c * d * d;
       sq[i] = s;
       p[i] = pi - lr * (d / (sqrtf(s) + eps));
     }
   }
+  return bad != 0;
 }
 
-static void adagrad_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr) {
+static int adagrad_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr) {
+  uint32_t bad = 0;
   const int64_t n = o->n;
   const wd w = weight_decay(&o->spec, lr);
   /* PyTorch: clr = lr / (1 + (step - 1) * lr_decay), step counted from 1 */
@@ -406,30 +431,34 @@ static void adagrad_step(dd_optim *o, float *restrict p, const float *restrict g
   for (int64_t i = 0; i < n; i++) {
     float pi = w.decay * p[i];
     float d = g[i] * scale + w.l2 * pi;
+    bad |= nonfinite(d);
     float s = sum[i] + d * d;
     sum[i] = s;
     p[i] = pi - clr * (d / (sqrtf(s) + eps));
   }
+  return bad != 0;
 }
 
-void dd_optim_step(dd_optim *o, float *params, const float *grads, float grad_scale, double lr) {
+int dd_optim_step(dd_optim *o, float *params, const float *grads, float grad_scale, double lr) {
+  int bad;
   switch (o->spec.kind) {
   case DD_OPTIM_SGD:
   default:
-    sgd_step(o, params, grads, grad_scale, lr);
+    bad = sgd_step(o, params, grads, grad_scale, lr);
     break;
   case DD_OPTIM_ADAM:
   case DD_OPTIM_ADAMW:
-    adam_step(o, params, grads, grad_scale, lr);
+    bad = adam_step(o, params, grads, grad_scale, lr);
     break;
   case DD_OPTIM_RMSPROP:
-    rmsprop_step(o, params, grads, grad_scale, lr);
+    bad = rmsprop_step(o, params, grads, grad_scale, lr);
     break;
   case DD_OPTIM_ADAGRAD:
-    adagrad_step(o, params, grads, grad_scale, lr);
+    bad = adagrad_step(o, params, grads, grad_scale, lr);
     break;
   }
   o->t++;
+  return bad;
 }
 
 /* ---- clipping -------------------------------------------------------------- */

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <math.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -587,6 +588,8 @@ static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, 
   dd_comm_phase(r->c, "backward", r->st.step);
   if (rc == DD_OK)
     rc = dd_model_backward(m, &p);
+  if (rc == DD_OK && j == 0 && dd_fault("nan", r->rank, r->st.step))
+    m->grads[0] = NAN; /* test only: one rank's gradient goes bad */
   return rc;
 }
 
@@ -607,8 +610,31 @@ static int update(run *r, double count, bool want_norm) {
                       isnan(r->grad_norm) ? "NaN" : "infinite", (long long)r->st.step, (long long)r->st.epoch + 1);
     scale *= dd_optim_clip_factor(r->grad_norm, o->clip_norm);
   }
-  dd_optim_step(r->opt, m->params, m->grads, (float)scale, r->lr);
+  if (dd_optim_step(r->opt, m->params, m->grads, (float)scale, r->lr))
+    /* the same gradients on every rank after the allreduce: all stop here together (nothing is saved) */
+    return dd_error(DD_ENUMERIC,
+                    "the gradient became NaN or infinite at step %lld (epoch %lld); lower optim.lr, check the data for "
+                    "extreme values, or use gradient clipping",
+                    (long long)r->st.step, (long long)r->st.epoch + 1);
   return DD_OK;
+}
+
+/* DD_FAULT (tests only): this rank fails here the way a real one can */
+static void inject_faults(run *r) {
+  const int64_t s = r->st.step;
+  if (dd_fault("exit", r->rank, s)) {
+    fprintf(stderr, "fault injection: rank %d exits at step %lld\n", r->rank, (long long)s);
+    _exit(3);
+  }
+  if (dd_fault("segv", r->rank, s))
+    raise(SIGSEGV);
+  if (dd_fault("stop", r->rank, s))
+    raise(SIGSTOP);
+  if (dd_fault("hang", r->rank, s)) {
+    dd_comm_phase(r->c, "forward", s);
+    for (volatile int spin = 1; spin;)
+      ;
+  }
 }
 
 static int train_step(run *r, int64_t b, epoch_stats *es) {
@@ -616,6 +642,7 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   dd_model *m = r->m;
   const int64_t B = cfg->batch_size;
   const int64_t gsize = dd_sampler_batch_size(r->tr.n, B, b);
+  inject_faults(r);
   dd_model_zero_grad(m);
   dd_loss_sums sums = {0};
   int rc = DD_OK;
@@ -713,7 +740,8 @@ static int run_epochs(run *r, dd_train_result *res) {
                          .micro_max = r->m->max_batch,
                          .epoch = r->st.epoch,
                          .batch = r->st.batch,
-                         .epochs = cfg->epochs};
+                         .epochs = cfg->epochs,
+                         .step0 = r->st.step};
   /* a step ahead (at least three micro-batches): reading overlaps compute */
   rc = dd_comm_agree(r->c, dd_loader_start(&plan, r->accum < 2 ? 3 : 2 * r->accum, &r->loader));
   if (rc)
