@@ -23,6 +23,11 @@ void dd_tensor_scale(int64_t n, float alpha, float *x);
  * default (OPENBLAS_NUM_THREADS or all cores). */
 void dd_tensor_set_threads(int n);
 int dd_tensor_threads(void);
+/* Can OpenBLAS map the work buffers of `threads` BLAS threads (<= 0: its
+ * current count)? It retries forever when it cannot, so ask first. 0 if so,
+ * else -1 with the reason and the numbers in why. */
+int dd_tensor_blas_memory_check(int threads, char *why, size_t n);
+
 /* "OpenBLAS 0.3.21 ... " for --version and benchmark logs; never NULL. */
 const char *dd_tensor_blas_info(void);
 

@@ -217,6 +217,16 @@ static int cmd_train(cli *x, int argc, char **argv) {
   return rc;
 }
 
+/* OpenBLAS spins forever when it cannot map its work buffers (an address
+ * space limit): find out before the first BLAS call, on every rank. */
+static int blas_ready(cli *x) {
+  char why[400];
+  int rc = DD_OK;
+  if (dd_tensor_blas_memory_check(0, why, sizeof why) != 0)
+    rc = dd_error(DD_ENOMEM, "%s", why);
+  return dd_comm_agree(x->c, rc);
+}
+
 static int cmd_eval(cli *x, int argc, char **argv) {
   const char *pos[2] = {NULL, NULL}, *xn = NULL, *yn = NULL;
   int np = 0, rc = DD_OK;
@@ -244,7 +254,9 @@ static int cmd_eval(cli *x, int argc, char **argv) {
   if (rc)
     return rc;
   dd_eval_result r;
-  rc = dd_eval_run(x->c, pos[0], pos[1], xn, yn, &r);
+  rc = blas_ready(x);
+  if (rc == DD_OK)
+    rc = dd_eval_run(x->c, pos[0], pos[1], xn, yn, &r);
   if (rc == DD_OK && x->rank == 0) {
     printf("samples %lld  loss %.6f", (long long)r.n, r.loss);
     if (r.classification)
@@ -280,7 +292,9 @@ static int cmd_predict(cli *x, int argc, char **argv) {
     rc = usage_error(x, "%s", "predict needs CHECKPOINT, DATA and --out FILE.h5");
   if (rc)
     return rc;
-  rc = dd_predict_run(x->c, pos[0], pos[1], xn, out);
+  rc = blas_ready(x);
+  if (rc == DD_OK)
+    rc = dd_predict_run(x->c, pos[0], pos[1], xn, out);
   if (rc == DD_OK && x->rank == 0)
     printf("wrote %s\n", out);
   return rc;
@@ -528,7 +542,8 @@ static int cmd_generate(cli *x, int argc, char **argv) {
     rc = usage_error(x, "%s", "generate needs CHECKPOINT and --prompt TEXT");
   if (rc)
     return rc;
-  return dd_generate_run(x->c, ckpt, &o, stdout);
+  rc = blas_ready(x);
+  return rc ? rc : dd_generate_run(x->c, ckpt, &o, stdout);
 }
 
 static int cmd_data(cli *x, int argc, char **argv) {

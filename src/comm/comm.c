@@ -11,7 +11,6 @@
 #include "comm_impl.h"
 #include "ddtrain/core.h"
 
-
 #define CHUNK (1 << 28) /* elements per MPI call: well below INT_MAX bytes */
 
 static int mpi_fail(int rc, const char *what, const char *file, int line) {

@@ -41,8 +41,6 @@ struct dd__watchdog {
   hb out;               /* non-root: the heartbeat in flight */
   MPI_Request out_req;
   double root_seen;
-  void (*hook)(void *, const char *);
-  void *hook_ctx;
 };
 
 static dd_comm_stall_hook g_hook;
@@ -146,7 +144,8 @@ static void judge(dd__watchdog *w, double now) {
   for (int r = 0; r < lim; r++) {
     const hb *h = &w->table[r];
     const double silent = now - w->seen[r];
-    const bool there = w->seen[r] > 0 && h->coll_age >= 0 && strcmp(h->coll, s->coll) == 0 && h->coll_step == s->coll_step;
+    const bool there =
+        w->seen[r] > 0 && h->coll_age >= 0 && strcmp(h->coll, s->coll) == 0 && h->coll_step == s->coll_step;
     if (there && silent < w->deadline / 2) {
       waiting[r] = true;
       continue;

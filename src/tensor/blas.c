@@ -1,5 +1,8 @@
 /* BLAS behind one door: sgemm, axpy, scal and thread control (OpenBLAS). */
+#define _GNU_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include <cblas.h>
+#include <stdio.h>
+#include <sys/mman.h>
 
 #include "ddtrain/tensor.h"
 
@@ -43,4 +46,28 @@ int dd_tensor_threads(void) {
 const char *dd_tensor_blas_info(void) {
   const char *c = openblas_get_config();
   return c ? c : "unknown BLAS";
+}
+
+/* OpenBLAS maps a 128 MiB work buffer (BUFFER_SIZE of its x86-64 builds) per
+ * computing thread at the first BLAS call, and when the mapping fails it
+ * retries forever. Whether the address space has room is known beforehand:
+ * map that much (without touching it) and give it back. */
+enum { BLAS_BUFFER_BYTES = 136 << 20 }; /* 128 MiB and its guard pages */
+
+int dd_tensor_blas_memory_check(int threads, char *why, size_t n) {
+  if (threads < 1)
+    threads = openblas_get_num_threads();
+  size_t bytes = (size_t)threads * BLAS_BUFFER_BYTES;
+  void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
+    snprintf(
+        why, n,
+        "OpenBLAS needs %zu MiB of address space for the work buffers of %d BLAS thread(s) and this process cannot "
+        "map them (an address-space limit, ulimit -v?): raise the limit or run fewer BLAS threads "
+        "(train.threads, OPENBLAS_NUM_THREADS)",
+        bytes >> 20, threads);
+    return -1;
+  }
+  munmap(p, bytes);
+  return 0;
 }

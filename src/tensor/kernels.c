@@ -446,6 +446,12 @@ int dd_tensor_kernel_select(void) {
   if (ours) { /* the re-executed process: verify the choice before trusting it */
     char why[300];
     int rc;
+    if (dd_tensor_blas_memory_check(0, why, sizeof why) != 0) {
+      /* no BLAS call can work here: do not start one (it would never return); training says why */
+      snprintf(g_k.origin, sizeof g_k.origin, "auto");
+      snprintf(g_k.reason, sizeof g_k.reason, "not self-checked: %s", why);
+      return 0;
+    }
     if (strcasecmp(cur, chosen) != 0) {
       snprintf(why, sizeof why, "OpenBLAS did not load them (it runs %s)", cur);
       rc = DD_EINVAL;
@@ -521,8 +527,8 @@ const char *dd_tensor_kernel_summary(char *buf, size_t n) {
   int lvl = dd_tensor_kernel_level(k.name);
   const char *how = getenv("DD_BLAS_AUTO");
   if (strcmp(k.origin, "auto") == 0)
-    app(buf, n, &used, "%s, chosen by ddtrain (OpenBLAS picked %s; this CPU supports %s; self-check passed", k.name,
-        k.picked, dd_tensor_kernel_level_name(k.cpu_level));
+    app(buf, n, &used, "%s, chosen by ddtrain (OpenBLAS picked %s; this CPU supports %s%s", k.name, k.picked,
+        dd_tensor_kernel_level_name(k.cpu_level), k.verified ? "; self-check passed" : "");
   else if (strcmp(k.origin, "user") == 0)
     app(buf, n, &used, "%s, from OPENBLAS_CORETYPE (set by the user", k.name);
   else if (strcmp(k.origin, "off") == 0)

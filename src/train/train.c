@@ -176,6 +176,12 @@ static int setup(run *r) {
   if (trc)
     return trc;
   r->threads = pick_threads(cfg, r->c);
+  /* before the threads start: their buffers are mapped as they start */
+  char why[400];
+  if (dd_tensor_blas_memory_check(r->threads, why, sizeof why) != 0)
+    trc = dd_error(DD_ENOMEM, "%s", why);
+  if ((trc = dd_comm_agree(r->c, trc)) != DD_OK)
+    return trc;
   dd_tensor_set_threads(r->threads);
   const char *kern = dd_tensor_kernel_current();
   bool same = true;
@@ -889,9 +895,8 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     rc = dd_comm_agree(c, init_state(&r));
   if (rc == DD_OK)
     rc = dd_comm_agree(c, open_metrics(&r, o && o->resume));
-  if (rc == DD_OK)
-    dd_comm_on_stall(c, on_stall, &r);
   if (rc == DD_OK) {
+    dd_comm_on_stall(c, on_stall, &r);
     print_header(&r);
     metrics_start(&r);
     rc = run_epochs(&r, res);

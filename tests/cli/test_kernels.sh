@@ -113,4 +113,21 @@ expect_ok "--blas-check" 0 --blas-check
 grep -q "^BLAS self-check passed: $want" "$out" || fail "--blas-check reports $want"
 OPENBLAS_CORETYPE=$want DD_BLAS_FAULT=$want expect_error "--blas-check fails a wrong kernel set" 0 1 \
     "BLAS self-check failed with the $want kernels: sgemm" --blas-check
+
+# OpenBLAS retries forever when it cannot map its work buffers (128 MiB per
+# thread): under an address-space limit no BLAS call starts; --version says so
+# and training stops at once with the numbers (not under ASan: its shadow
+# memory needs the address space itself)
+if ! ldd "$DDTRAIN" | grep -q libasan; then
+    lim=$((300 << 20))
+    OPENBLAS_NUM_THREADS=2 timeout -s KILL 60 prlimit --as=$lim "$DDTRAIN" --version >"$out" 2>"$err"
+    rc=$?
+    [ $rc = 0 ] && grep -q "not self-checked: OpenBLAS needs 272 MiB of address space" "$out" &&
+        echo "ok   --version under ulimit -v" || fail "--version under ulimit -v: rc $rc, $(cat "$out" "$err")"
+    # 4 threads under 450 MiB: room for MPI_Init, not for the buffers
+    OPENBLAS_NUM_THREADS=4 timeout -s KILL 60 prlimit --as=$((450 << 20)) "$DDTRAIN" train char.yaml checkpoint.dir=ck7 >"$out" 2>"$err"
+    rc=$?
+    [ $rc = 1 ] && grep -q "^ddtrain: error: OpenBLAS needs 544 MiB of address space for the work buffers of 4 BLAS thread(s)" "$err" &&
+        echo "ok   train under ulimit -v: one error" || fail "train under ulimit -v: rc $rc, $(cat "$err")"
+fi
 finish
