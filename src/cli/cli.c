@@ -253,7 +253,7 @@ static int cmd_eval(cli *x, int argc, char **argv) {
     rc = usage_error(x, "%s", "eval needs CHECKPOINT and DATA");
   if (rc)
     return rc;
-  dd_eval_result r;
+  dd_eval_result r = {0};
   rc = blas_ready(x);
   if (rc == DD_OK)
     rc = dd_eval_run(x->c, pos[0], pos[1], xn, yn, &r);
