@@ -40,6 +40,9 @@ int dd__h5_check_readable(const char *path, const char *key) {
     return dd_error(DD_EIO, "cannot open '%s' (%s): %s; check the path", path, key, strerror(errno));
   if (S_ISDIR(st.st_mode))
     return dd_error(DD_EIO, "'%s' (%s) is a directory; give the path of an HDF5 file", path, key);
+  if (!S_ISREG(st.st_mode)) /* opening a FIFO waits for a writer: every rank would hang */
+    return dd_error(DD_EIO, "'%s' (%s) is not a regular file (a FIFO, socket or device); give the path of an HDF5 file",
+                    path, key);
   if (access(path, R_OK) != 0)
     return dd_error(DD_EIO, "cannot read '%s' (%s): %s; check its permissions", path, key, strerror(errno));
   htri_t is = H5Fis_hdf5(path);
