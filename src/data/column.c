@@ -24,6 +24,7 @@ static int col_fail(const dd__col *c, const char *what) {
   return dd_error(DD_EDATA, "'%s':%s %s", c->path, c->name, what);
 }
 
+/* 0, -errno, or 1 if the file ends first: open checked that it holds the data, so it shrank. */
 static int read_full(int fd, void *buf, size_t n, int64_t off) {
   size_t got = 0;
   while (got < n) {
@@ -31,10 +32,17 @@ static int read_full(int fd, void *buf, size_t n, int64_t off) {
     if (r < 0 && errno == EINTR)
       continue;
     if (r <= 0)
-      return r < 0 ? -errno : -EIO;
+      return r < 0 ? -errno : 1;
     got += (size_t)r;
   }
   return 0;
+}
+
+static int shrunk(const dd__col *c) {
+  return dd_error(DD_EDATA,
+                  "'%s' became shorter while training read it (%s now ends before its data); a dataset must not be "
+                  "rewritten during a run",
+                  c->path, c->name);
 }
 
 static int open_type(hid_t dset, const char *role, dd__col *c) {
@@ -407,6 +415,8 @@ static int get_chunk(dd__col *c, int64_t cell, const unsigned char **data) {
     memset(victim->data, 0, c->chunk_bytes);
   } else {
     int e = read_full(c->fd, c->raw, cc->size, (int64_t)cc->addr);
+    if (e > 0)
+      return shrunk(c);
     if (e)
       return dd_error(DD_EIO, "'%s':%s: reading chunk %lld failed: %s", c->path, c->name, (long long)cell,
                       strerror(-e));
@@ -467,6 +477,8 @@ int dd__col_row(dd__col *c, int64_t r, void *dst) {
         dd__col_release(c);
     } else {
       int e = read_full(c->fd, dst, rb, c->offset + r * (int64_t)rb);
+      if (e > 0)
+        return shrunk(c);
       if (e)
         return dd_error(DD_EIO, "'%s':%s: reading row %lld failed: %s", c->path, c->name, (long long)r, strerror(-e));
     }
@@ -500,6 +512,8 @@ int dd__col_rows(dd__col *c, int64_t r0, int64_t n, void *dst) {
   const size_t rb = (size_t)(c->row_elems * c->esize);
   if (c->layout == DD__COL_CONTIG && !c->map && n > 1) {
     int e = read_full(c->fd, dst, rb * (size_t)n, c->offset + r0 * (int64_t)rb);
+    if (e > 0)
+      return shrunk(c);
     if (e)
       return dd_error(DD_EIO, "'%s':%s: reading rows %lld..%lld failed: %s", c->path, c->name, (long long)r0,
                       (long long)(r0 + n - 1), strerror(-e));

@@ -121,9 +121,15 @@ int dd_loader_start(const dd_loader_plan *p, int depth, dd_loader **out) {
   pthread_cond_init(&l->can_put, NULL);
   pthread_cond_init(&l->can_get, NULL);
   if (rc == DD_OK) {
-    /* signals are the main thread's (stop requests): the reader blocks them */
+    /* signals are the main thread's (stop requests): the reader blocks them. Not the ones its
+     * own faults raise: a blocked SIGBUS (a mapped file truncated under it) kills the process
+     * instead of reaching the handler that turns it into an error (source.c). */
     sigset_t all, old;
     sigfillset(&all);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     int e = pthread_create(&l->thread, NULL, run, l);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

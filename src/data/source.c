@@ -389,6 +389,7 @@ int dd_source_read(dd_source *s, const int64_t *rows, int n, float *x, void *y, 
   int rc = check_unchanged(s);
   sigjmp_buf jb;
   sigjmp_buf *volatile prev = t_guard;
+  const char *volatile reading = s->info.path; /* the file a SIGBUS comes from */
   const size_t yb = dd_source_label_bytes(s);
   if (rc == DD_OK && sigsetjmp(jb, 0) == 0) {
     t_guard = &jb;
@@ -398,6 +399,8 @@ int dd_source_read(dd_source *s, const int64_t *rows, int n, float *x, void *y, 
                       (long long)s->info.n);
         break;
       }
+      int64_t local;
+      reading = file_of(s, rows[i], &local)->path;
       rc = read_one(s, rows[i], x + (int64_t)i * s->info.xsize, y ? (char *)y + (size_t)i * yb : NULL,
                     len ? len + i : NULL);
     }
@@ -405,7 +408,7 @@ int dd_source_read(dd_source *s, const int64_t *rows, int n, float *x, void *y, 
     rc = dd_error(DD_EDATA,
                   "'%s' became shorter while training read it (SIGBUS reading its data); a dataset must not be "
                   "rewritten during a run",
-                  s->info.path);
+                  reading);
   }
   t_guard = prev;
   s->reads += n;

@@ -809,6 +809,11 @@ static int run_epochs(run *r, dd_train_result *res) {
       if (rc)
         return rc;
     }
+    uint64_t digest = r->digest_local; /* the epoch's, before the next one starts from 0 */
+    rc = dd_comm_allreduce_sum_u64(r->c, &digest, 1);
+    if (rc)
+      return rc;
+    digest += r->digest_base;
     r->st.epoch = epoch + 1;
     r->st.batch = 0;
     r->st.ep_loss = r->st.ep_count = r->st.ep_correct = r->st.ep_samples = 0;
@@ -819,11 +824,6 @@ static int run_epochs(run *r, dd_train_result *res) {
     double vl = vs.count > 0 ? vs.loss / vs.count : NAN;
     double va = cls && vs.count > 0 ? vs.correct / vs.count : NAN;
     double sps = es.samples_timed / (t_train > 0 ? t_train : 1e-9);
-    uint64_t digest = r->digest_local;
-    rc = dd_comm_allreduce_sum_u64(r->c, &digest, 1);
-    if (rc)
-      return rc;
-    digest += r->digest_base;
     if (r->out) {
       if (r->o && r->o->progress)
         fprintf(r->out, "\r%*s\r", 100, "");
