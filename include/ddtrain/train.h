@@ -33,6 +33,7 @@ typedef struct dd_train_result {
   int64_t steps, epochs;
   double train_loss, val_loss, val_accuracy; /* last epoch; NaN if none */
   bool classification;
+  int stop_signal; /* DD_EINTERRUPTED: the signal that stopped the run (the largest number any rank got) */
   char last_checkpoint[1100];
 } dd_train_result;
 

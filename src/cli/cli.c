@@ -207,6 +207,8 @@ static int cmd_train(cli *x, int argc, char **argv) {
   };
   dd_train_result res;
   rc = dd_train_run(x->c, cfg, &o, &res);
+  if (rc == DD_EINTERRUPTED && res.stop_signal > 0)
+    g_stop = res.stop_signal; /* the same exit code on every rank */
   if (rc == DD_OK && x->rank == 0 && !quiet) {
     if (res.classification && res.val_accuracy == res.val_accuracy)
       printf("final validation accuracy: %.2f%% (loss %.4f)\n", 100.0 * res.val_accuracy, res.val_loss);

@@ -1,5 +1,6 @@
 /* The data-parallel training loop: setup, steps, validation, logging, checkpoints. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
 #include <signal.h>
@@ -42,6 +43,8 @@ typedef struct run {
   int threads;
   bool kernels_differ; /* ranks run different BLAS kernel sets (nodes with different CPUs) */
   double t0;
+  int stop_signal; /* the largest signal number any rank was stopped by */
+  char metrics_path[DD_PATH_MAX + 32];
   char last_ckpt[1100];
 } run;
 
@@ -83,7 +86,31 @@ static int open_metrics(run *r, bool append) {
   r->metrics = fopen(path, append ? "a" : "w");
   if (!r->metrics)
     return dd_error(DD_EIO, "cannot open metrics log '%s' for writing (train.metrics); check the directory", path);
+  snprintf(r->metrics_path, sizeof r->metrics_path, "%s", path);
   return DD_OK;
+}
+
+/* A metrics log that cannot be written is an error (a full disk, a quota),
+ * decided on rank 0 and agreed: every rank stops alike. With close, the log
+ * is closed (rank 0). */
+static int metrics_ok(run *r, bool close) {
+  int rc = DD_OK;
+  if (r->metrics) {
+    errno = 0;
+    bool bad = fflush(r->metrics) != 0 || ferror(r->metrics);
+    int e = errno;
+    if (close) {
+      bad = fclose(r->metrics) != 0 || bad;
+      e = e ? e : errno;
+      r->metrics = NULL;
+    }
+    if (bad)
+      rc = dd_error(DD_EIO,
+                    "cannot write the metrics log '%s': %s; free space on its file system or point train.metrics "
+                    "elsewhere (the last checkpoint is intact)",
+                    r->metrics_path, e ? strerror(e) : "write error");
+  }
+  return dd_comm_agree(r->c, rc);
 }
 
 /* JSON number or null */
@@ -763,14 +790,19 @@ static int run_epochs(run *r, dd_train_result *res) {
     for (int64_t b = r->st.batch; b < r->steps_per_epoch; b++) {
       rc = train_step(r, b, &es);
       if (rc == DD_EINTERRUPTED) {
+        /* one exit code on every rank: the signal any of them got (the largest number) */
+        int64_t sig = r->o && r->o->stop ? (int64_t)*r->o->stop : 0;
+        if (dd_comm_allreduce_max_i64(r->c, &sig, 1) == DD_OK)
+          r->stop_signal = (int)sig;
         int src = save(r);
         if (r->out)
           fprintf(r->out, "\nstopping at step %lld on request (signal); %s%s\n", (long long)r->st.step,
                   src == DD_OK && r->last_ckpt[0] ? "checkpoint saved: " : "no checkpoint saved",
                   src == DD_OK ? r->last_ckpt : "");
         if (r->metrics) {
-          fprintf(r->metrics, "{\"event\": \"stopped\", \"step\": %lld, \"epoch\": %lld, \"elapsed_s\": %.3f}\n",
-                  (long long)r->st.step, (long long)epoch, dd_now() - r->t0);
+          fprintf(r->metrics,
+                  "{\"event\": \"stopped\", \"step\": %lld, \"epoch\": %lld, \"signal\": %d, \"elapsed_s\": %.3f}\n",
+                  (long long)r->st.step, (long long)epoch, r->stop_signal, dd_now() - r->t0);
           fflush(r->metrics);
         }
         return src ? src : DD_EINTERRUPTED;
@@ -859,8 +891,9 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "data_wait_s", es.data_s, false);
       jnum(f, "elapsed_s", dd_now() - r->t0, true);
       fprintf(f, "}\n");
-      fflush(f);
     }
+    if ((rc = metrics_ok(r, false)) != DD_OK)
+      return rc;
     if (res) {
       res->train_loss = tl;
       res->val_loss = vl;
@@ -915,13 +948,15 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
       fprintf(r.out, "; checkpoint %s", r.last_ckpt);
     fprintf(r.out, "\n");
   }
-  if (r.metrics) {
-    if (rc == DD_OK)
-      fprintf(r.metrics, "{\"event\": \"done\", \"step\": %lld, \"epoch\": %lld, \"elapsed_s\": %.3f}\n",
-              (long long)r.st.step, (long long)r.st.epoch, dd_now() - r.t0);
+  if (r.metrics && rc == DD_OK)
+    fprintf(r.metrics, "{\"event\": \"done\", \"step\": %lld, \"epoch\": %lld, \"elapsed_s\": %.3f}\n",
+            (long long)r.st.step, (long long)r.st.epoch, dd_now() - r.t0);
+  if (rc == DD_OK) /* every rank is here: the check is agreed */
+    rc = metrics_ok(&r, true);
+  if (r.metrics)
     fclose(r.metrics);
-  }
   if (res) {
+    res->stop_signal = r.stop_signal;
     res->steps = r.st.step;
     res->epochs = r.st.epoch;
     snprintf(res->last_checkpoint, sizeof res->last_checkpoint, "%s", r.last_ckpt);

@@ -50,6 +50,8 @@ expect_error "a YAML alias bomb" in 1 "the config expands to more than 100000 no
 expect_error "missing data file" 2 1 "cannot open 'missing.h5' (data.train): No such file or directory" train base.yaml data.train=missing.h5
 echo "x,y" > notes.txt
 mkfifo fifo.h5
+expect_error "metrics log on a full disk" in 1 "cannot write the metrics log '/dev/full': No space left on device" train base.yaml train.metrics=/dev/full
+expect_error "metrics log on a full disk, 2 ranks" 2 1 "cannot write the metrics log '/dev/full'" train base.yaml train.metrics=/dev/full checkpoint.dir=ckfull
 expect_error "a FIFO as data" in 1 "'fifo.h5' (data.train) is not a regular file" train base.yaml data.train=fifo.h5
 expect_error "not an HDF5 file" in 1 "'notes.txt' (data.train) is not an HDF5 file" train base.yaml data.train=notes.txt
 expect_error "wrong dataset name" in 1 "'good.h5' has no dataset '/features' (features); it has: /x, /y; set data.x" train base.yaml data.x=/features

@@ -135,6 +135,30 @@ no_temp_files long
 expect_ok "resume after the signal" 2 train long.yaml train.epochs=1 --resume auto
 grep -qE '^resume: long/ckpt-' "$out" || fail "resumed from the signal checkpoint"
 
+# a signal to one rank only: every rank stops at the same step with the same
+# exit code (128 + that signal), not the signalled one 138 and the others 143
+cat > rank.sh <<'SH'
+#!/bin/sh
+r=${OMPI_COMM_WORLD_RANK:-0}
+"$@" & echo $! > "pid.$r"
+wait $!
+echo $? > "rc.$r"
+SH
+chmod +x rank.sh
+rm -f pid.* rc.*
+timeout -k 5 120 "$MPIEXEC" -n 2 --oversubscribe ./rank.sh "$DDTRAIN" train long.yaml checkpoint.dir=long2 >"$out" 2>"$err" &
+pid=$!
+for _ in $(seq 1 100); do grep -q '^checkpoints:' "$out" 2>/dev/null && [ -s pid.1 ] && break; sleep 0.1; done
+sleep 1
+kill -USR1 "$(cat pid.1)"
+wait $pid
+[ "$(cat rc.0 2>/dev/null) $(cat rc.1 2>/dev/null)" = "138 138" ] && echo "ok   one rank signalled: both exit 138" ||
+    fail "one rank signalled: exit codes '$(cat rc.0 rc.1 2>/dev/null | tr '\n' ' ')', expected 138 138"
+$PY -c "
+import json
+s = [r for r in map(json.loads, open('long2/metrics.jsonl')) if r['event'] == 'stopped']
+assert s and s[-1]['signal'] == 10, s" || fail "the stopped record names signal 10"
+
 # CSV and IDX import
 cat > iris.csv <<'CSV'
 sepal_length,sepal_width,species
