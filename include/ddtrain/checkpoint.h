@@ -69,8 +69,11 @@ int dd_checkpoint_vocab(dd_comm *c, const char *path, int32_t **vocab, int64_t *
 
 /* Newest checkpoint in dir that passes verification (format, training
  * state, every tensor's checksum and values) into path; a damaged newer one
- * is skipped with a warning on stderr naming it and the reason. Only names
- * of the form ckpt-<step>.h5 count. DD_ENOTFOUND if none. */
+ * is skipped with a warning on stderr naming it and the reason, and renamed
+ * to <name>.skipped (out of the naming scheme, so that it neither counts for
+ * checkpoint.keep nor outranks the run's new checkpoints; the caller holds
+ * the directory's lock). Only names of the form ckpt-<step>.h5 count.
+ * DD_ENOTFOUND if none. */
 int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n);
 
 /* Exclusive use of a checkpoint directory by one run (collective): rank 0

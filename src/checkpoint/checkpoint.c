@@ -678,8 +678,15 @@ int dd_checkpoint_latest(dd_comm *c, const char *dir, char *path, size_t n) {
       if (verify_file(p) == DD_OK) {
         snprintf(found, sizeof found, "%s", p);
       } else {
-        /* a damaged newest file: say so, fall back to the one before */
-        fprintf(stderr, "ddtrain: warning: skipping checkpoint %s: %s\n", names[i], dd_error_message());
+        /* a damaged newest file: say so, fall back to the one before, and
+         * move it out of the naming scheme (the caller holds the directory's
+         * lock): left in place it would count for checkpoint.keep, newer than
+         * every checkpoint this run writes, and they would be pruned */
+        char aside[PATH_N + 320];
+        snprintf(aside, sizeof aside, "%s.skipped", p);
+        bool moved = rename(p, aside) == 0;
+        fprintf(stderr, "ddtrain: warning: skipping checkpoint %s: %s%s%s%s\n", names[i], dd_error_message(),
+                moved ? "; renamed to " : "", moved ? names[i] : "", moved ? ".skipped" : "");
         dd_error_clear();
       }
     }
@@ -708,7 +715,16 @@ int dd_checkpoint_lock(dd_comm *c, const char *dir, int *fd_out) {
     if (rc == DD_OK && (fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
       rc = dd_error(DD_EIO, "cannot create the lock file '%s': %s; check that checkpoint.dir is writable", p,
                     strerror(errno));
-    if (rc == DD_OK && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int lk = rc == DD_OK ? flock(fd, LOCK_EX | LOCK_NB) : 0, lk_errno = errno;
+    if (lk != 0 && lk_errno != EWOULDBLOCK) {
+      /* a file system without flock (some NFS and Lustre mounts): run unlocked, and say so */
+      fprintf(stderr,
+              "ddtrain: warning: cannot lock checkpoint.dir '%s' (%s): a second run on this directory would not be "
+              "refused; make sure only one run uses it\n",
+              dir, strerror(lk_errno));
+      close(fd);
+      fd = -1;
+    } else if (lk != 0) {
       /* held: by whom (the holder wrote it after taking the lock) */
       char who[512] = "";
       ssize_t n = pread(fd, who, sizeof who - 1, 0);

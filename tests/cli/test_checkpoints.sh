@@ -66,10 +66,15 @@ expect_error "--resume PATH refuses a damaged file" 2 1 "fails its checksum" tra
 
 # --resume auto falls back past a damaged newest one, saying which and why
 mkdir -p ck2 && cp older.h5 "ck2/$(basename "$older")" && damage bitflip "$good" "ck2/$(basename "$good")"
-expect_ok "--resume auto past a damaged newest" 2 train run.yaml checkpoint.dir=ck2 train.epochs=4 --resume auto
-grep -q "warning: skipping checkpoint $(basename "$good"): .*fails its checksum" "$err" ||
-    fail "a warning names the damaged checkpoint and the reason ($(cat "$err"))"
+expect_ok "--resume auto past a damaged newest" 2 train run.yaml checkpoint.dir=ck2 train.epochs=4 checkpoint.keep=1 --resume auto
+grep -q "warning: skipping checkpoint $(basename "$good"): .*fails its checksum.*; renamed to $(basename "$good").skipped" "$err" ||
+    fail "a warning names the damaged checkpoint, the reason and where it went ($(cat "$err"))"
 grep -q "^resume: ck2/$(basename "$older") " "$out" || fail "resumed from the good $(basename "$older")"
+# the damaged file is out of the naming scheme: with keep 1 the run's own newest survives
+last=$(sed -n 's/^done: .*; checkpoint \(.*\)$/\1/p' "$out")
+[ -n "$last" ] && [ -f "$last" ] && [ "$(ls ck2/ckpt-*.h5)" = "$last" ] && [ -f "ck2/$(basename "$good").skipped" ] &&
+    echo "ok   keep 1 keeps the run's newest, the damaged one set aside" ||
+    fail "after the fallback: ckpt files '$(ls ck2)', done said '$last'"
 
 # a branch inside the run's own directory is refused; into another directory it is fine
 expect_error "--resume PATH to an older checkpoint of the directory" in 1 "is older than the newest checkpoint of checkpoint.dir 'ck'" train run.yaml train.epochs=5 --resume ck/ckpt-best.h5
