@@ -58,13 +58,15 @@ static const field data_fields[] = {
     {"pad_id", F_I64, OFF(pad_id), 0, -1, 2147483647, "-1",
      "sequences: token id that pads; a sequence ends after its last other token (-1 = no padding)"},
     {"scale", F_AUTO, OFF(scale), 0, -1e30, 1e30, "auto",
-     "features are read as x * scale + shift; auto: the features dataset's 'scale' attribute, else 1"},
-    {"shift", F_AUTO, OFF(shift), 0, -1e30, 1e30, "auto", "see data.scale; auto: the 'shift' attribute, else 0"},
+     "features are read as x * scale + shift; auto (both keys unset): the features dataset's 'scale' and 'shift' "
+     "attributes, else 1 and 0; setting either key ignores both attributes"},
+    {"shift", F_AUTO, OFF(shift), 0, -1e30, 1e30, "auto", "see data.scale"},
     {"shuffle", F_SHUFFLE, OFF(shuffle), 0, 0, 0, "global",
      "sample order each epoch: global (exact shuffle) or chunks (shuffled chunks, rows shuffled within windows of "
      "data.shuffle_window chunks: for chunked/compressed files)"},
     {"shuffle_window", F_I64, OFF(shuffle_window), 0, 1, 1e9, "16",
-     "data.shuffle chunks: chunks per window (the reader caches this many decoded chunks per file)"},
+     "data.shuffle chunks: chunks per window (the reader caches window + 1 decoded chunks per chunked dataset and "
+     "file)"},
 };
 /* "auto" = the optimizer's PyTorch default; keys of other optimizers are errors (optim.c) */
 static const field optim_fields[] = {
