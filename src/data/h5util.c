@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,17 +19,45 @@ void dd__h5_quiet(void) {
   }
 }
 
+enum { H5_DESC_MAX = 160 }; /* HDF5's own text in our one-line message, at most */
+
+/* HDF5's innermost message, on one line: whitespace runs become one space,
+ * and a long one is cut at a word boundary with "..." (never mid-word). */
 static herr_t innermost(unsigned n, const H5E_error2_t *e, void *data) {
-  if (n == 0)
-    snprintf(data, 256, "%s", e->desc ? e->desc : "");
+  if (n != 0 || !e->desc)
+    return 0;
+  char *out = data;
+  size_t used = 0, last_space = 0;
+  bool cut = false;
+  for (const char *p = e->desc; *p; p++) {
+    bool ws = *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r';
+    if (ws && (used == 0 || out[used - 1] == ' '))
+      continue;
+    if (used >= H5_DESC_MAX) {
+      cut = true;
+      break;
+    }
+    if (ws)
+      last_space = used;
+    out[used++] = ws ? ' ' : *p;
+  }
+  if (cut && last_space > 0)
+    used = last_space;
+  while (used > 0 && out[used - 1] == ' ')
+    used--;
+  out[used] = '\0';
+  if (cut)
+    strcat(out, " ...");
   return 0;
 }
 
 int dd__h5_fail(const char *what, const char *path, const char *file, int line) {
-  char desc[256] = "";
+  char desc[H5_DESC_MAX + 8] = "";
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, innermost, desc);
   H5Eclear2(H5E_DEFAULT);
-  return dd_error(DD_EHDF5, "%s: %s failed (%s:%d)%s%s", path, what, file, line, desc[0] ? ": " : "", desc);
+  const char *base = strrchr(file, '/'); /* the source file, not the build machine's path */
+  return dd_error(DD_EHDF5, "%s: %s failed%s%s (%s:%d)", path, what, desc[0] ? ": " : "", desc, base ? base + 1 : file,
+                  line);
 }
 
 int dd__h5_check_readable(const char *path, const char *key) {

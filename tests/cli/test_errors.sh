@@ -53,6 +53,9 @@ mkfifo fifo.h5
 expect_error "metrics log on a full disk" in 1 "cannot write the metrics log '/dev/full': No space left on device" train base.yaml train.metrics=/dev/full
 expect_error "metrics log on a full disk, 2 ranks" 2 1 "cannot write the metrics log '/dev/full'" train base.yaml train.metrics=/dev/full checkpoint.dir=ckfull
 expect_error "a FIFO as data" in 1 "'fifo.h5' (data.train) is not a regular file" train base.yaml data.train=fifo.h5
+head -c 3000 good.h5 > trunc.h5
+expect_error "a truncated HDF5 file: HDF5's reason on the line, no build paths" in 1 "trunc.h5: H5Fopen failed: truncated file: eof = 3000" train base.yaml data.train=trunc.h5
+grep -q "$DD_SRC\|/src/" "$err" && fail "the HDF5 error names a build path: $(cat "$err")"
 expect_error "not an HDF5 file" in 1 "'notes.txt' (data.train) is not an HDF5 file" train base.yaml data.train=notes.txt
 expect_error "wrong dataset name" in 1 "'good.h5' has no dataset '/features' (features); it has: /x, /y; set data.x" train base.yaml data.x=/features
 $PY - <<'PY'
