@@ -83,7 +83,9 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
   if (rc == DD_OK && plen == 0)
     rc = dd_error(DD_EINVAL, "--prompt is empty; give at least one character to start from");
   if (rc == DD_OK) {
-    ids = dd_alloc((size_t)(plen + o->length + 1), sizeof(int32_t));
+    /* the prompt's ids, then the window of the last T */
+    const int64_t cap = plen > m->input.d[0] ? plen : m->input.d[0];
+    ids = dd_alloc((size_t)cap + 1, sizeof(int32_t));
     rc = ids ? DD_OK : DD_ENOMEM;
   }
   if (rc == DD_OK) {
@@ -113,11 +115,16 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
   const int64_t T = rc == DD_OK ? m->input.d[0] : 0, K = rc == DD_OK ? m->classes : 0;
   dd_rng r;
   dd_rng_seed(&r, o->seed, 0x67656e /* "gen" */);
+  /* only the last T characters are ever read: keep those (memory does not grow with --length) */
+  if (rc == DD_OK && n > T) {
+    memmove(ids, ids + (n - T), (size_t)T * sizeof *ids);
+    n = T;
+  }
   for (int64_t k = 0; rc == DD_OK && k < o->length; k++) {
     /* the last (up to) T characters, as a sequence of that length */
-    const int64_t L = n < T ? n : T;
+    const int64_t L = n;
     for (int64_t t = 0; t < T; t++)
-      m->acts[0][t] = t < L ? (float)ids[n - L + t] : 0.0f;
+      m->acts[0][t] = t < L ? (float)ids[t] : 0.0f;
     int32_t len = (int32_t)L;
     dd_pass p = {.B = 1, .B_global = 1, .lengths = &len};
     rc = dd_model_forward(m, &p);
@@ -125,6 +132,10 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
       break;
     /* classes past the vocabulary (a model wider than its data) are never drawn */
     const int64_t next = sample(m->acts[m->nlayers] + (L - 1) * K, nvocab, o->temperature, &r);
+    if (n == T) { /* slide the window by one */
+      memmove(ids, ids + 1, (size_t)(T - 1) * sizeof *ids);
+      n--;
+    }
     ids[n++] = (int32_t)next;
     if (w) {
       put_char(w, vocab[next]);
