@@ -116,18 +116,58 @@ __attribute__((format(printf, 2, 3))) static int usage_error(cli *x, const char 
 /* In-epoch progress only when a person is watching. Open MPI gives every
  * rank a pseudo-terminal even when mpirun writes to a file (a Slurm log),
  * so under mpirun ask whether the launcher's stdout is a terminal. */
-static bool stdout_is_terminal(void) {
-  if (!isatty(STDOUT_FILENO))
-    return false;
-  if (!getenv("OMPI_COMM_WORLD_SIZE"))
-    return true;
+/* The parent of pid from /proc/pid/stat (0 if unknown); its command name in comm. */
+static int parent_of(int pid, char *comm, size_t n) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return 0;
+  size_t got = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[got] = '\0';
+  char *open = strchr(buf, '('), *close = strrchr(buf, ')');
+  int ppid = 0;
+  if (!open || !close || close < open || sscanf(close + 1, " %*c %d", &ppid) != 1)
+    return 0;
+  size_t len = (size_t)(close - open - 1);
+  snprintf(comm, n, "%.*s", (int)(len < n ? len : n - 1), open + 1);
+  return ppid;
+}
+
+static bool fd1_is_terminal(int pid) {
   char link[64], target[256];
-  snprintf(link, sizeof link, "/proc/%d/fd/1", (int)getppid());
+  snprintf(link, sizeof link, "/proc/%d/fd/1", pid);
   ssize_t n = readlink(link, target, sizeof target - 1);
   if (n <= 0)
     return false;
   target[n] = '\0';
   return strncmp(target, "/dev/pts/", 9) == 0 || strncmp(target, "/dev/tty", 8) == 0;
+}
+
+/* A rank's stdout is a pseudo-terminal of the launcher's whether or not the
+ * user sees a terminal: what counts is the launcher's own stdout. Walk up
+ * past wrappers (DD_EXEC: apptainer, env, a shell) to mpirun or its daemon. */
+static bool stdout_is_terminal(void) {
+  if (!isatty(STDOUT_FILENO))
+    return false;
+  if (!getenv("OMPI_COMM_WORLD_SIZE"))
+    return true;
+  static const char *launchers[] = {"mpirun", "mpiexec", "orterun", "prterun", "orted", "prted", "srun", "slurmstepd"};
+  int pid = (int)getpid();
+  for (int depth = 0; depth < 8; depth++) {
+    char comm[64] = "";
+    int ppid = parent_of(pid, comm, sizeof comm);
+    if (ppid <= 1)
+      break;
+    char pcomm[64] = "";
+    parent_of(ppid, pcomm, sizeof pcomm);
+    for (size_t i = 0; i < sizeof launchers / sizeof *launchers; i++)
+      if (strcmp(pcomm, launchers[i]) == 0)
+        return fd1_is_terminal(ppid);
+    pid = ppid;
+  }
+  return fd1_is_terminal((int)getppid()); /* no launcher found: as its parent sees it */
 }
 
 static bool is_help(const char *a) {

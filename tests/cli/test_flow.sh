@@ -111,6 +111,16 @@ timeout -k 5 120 script -qec "$DDTRAIN train run.yaml train.epochs=1 checkpoint.
     >"$out" 2>"$err" || fail "train under a terminal"
 grep -q $'\r  epoch 1 \[=' "$out" || fail "progress bar drawn on a terminal"
 grep -q '^epoch   1/1' <(tr '\r' '\n' <"$out") || fail "epoch line after the progress bar"
+# ranks under a wrapper (DD_EXEC: a shell that stays their parent) with mpirun's output in a file:
+# the rank's stdout is mpirun's pseudo-terminal, but nobody watches it: no bar in the log
+timeout -k 5 120 script -qec "$MPIEXEC -n 1 sh -c '\"\$0\" \"\$@\"; exit \$?' $DDTRAIN train run.yaml train.epochs=1 checkpoint.dir= train.batch_size=8 >wrapped.log" \
+    /dev/null >"$out" 2>"$err" || fail "train under a wrapper, output to a file"
+grep -q $'\r' wrapped.log && fail "progress bar drawn into a log file under a wrapper"
+grep -q '^epoch   1/1' wrapped.log || fail "epoch line in the log under a wrapper"
+# and under the same wrapper on a terminal the bar is drawn
+timeout -k 5 120 script -qec "$MPIEXEC -n 1 sh -c '\"\$0\" \"\$@\"; exit \$?' $DDTRAIN train run.yaml train.epochs=1 checkpoint.dir= train.batch_size=8" \
+    /dev/null >"$out" 2>"$err" || fail "train under a wrapper on a terminal"
+grep -q $'\r  epoch 1 \[=' "$out" || fail "progress bar drawn on a terminal under a wrapper"
 
 # stop on a signal: checkpoint at the next step, exit 128+signal, resume finishes
 cat > long.yaml <<'YAML'
