@@ -65,6 +65,8 @@ typedef struct dd_optim {
 /* Resolves a copy of *s. *out owned by the caller (dd_optim_free). State
  * starts at zero (Adagrad's sum at initial_accumulator_value). */
 int dd_optim_create(const dd_optim_spec *s, int64_t n, dd_optim **out);
+/* How many parameter-sized state arenas dd_optim_create will allocate (0 for a spec it would refuse). */
+int dd_optim_state_count(const dd_optim_spec *s);
 void dd_optim_free(dd_optim *o);
 
 /* One update: g = grad_scale * grads[i] (the trainer passes 1 / global

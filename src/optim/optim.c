@@ -169,8 +169,39 @@ double dd_optim_scaled_lr(const dd_optim_spec *s, int64_t global_batch) {
 
 /* ---- state --------------------------------------------------------------- */
 
-static void add_state(dd_optim *o, const char *name) {
-  o->state_name[o->nstate++] = name;
+/* The state arenas of a resolved spec, by PyTorch's names (optimizer.state_dict()). */
+static int state_names(const dd_optim_spec *spec, const char **out) {
+  int n = 0;
+  switch (spec->kind) {
+  case DD_OPTIM_SGD:
+    if (spec->momentum > 0.0)
+      out[n++] = "momentum_buffer";
+    break;
+  case DD_OPTIM_ADAM:
+  case DD_OPTIM_ADAMW:
+    out[n++] = "exp_avg";
+    out[n++] = "exp_avg_sq";
+    if (spec->amsgrad)
+      out[n++] = "max_exp_avg_sq";
+    break;
+  case DD_OPTIM_RMSPROP:
+    out[n++] = "square_avg";
+    if (spec->momentum > 0.0)
+      out[n++] = "momentum_buffer";
+    if (spec->centered)
+      out[n++] = "grad_avg";
+    break;
+  case DD_OPTIM_ADAGRAD:
+    out[n++] = "sum";
+    break;
+  }
+  return n;
+}
+
+int dd_optim_state_count(const dd_optim_spec *s) {
+  dd_optim_spec spec = *s;
+  const char *state[DD_OPTIM_MAX_STATE];
+  return dd_optim_resolve(&spec) == DD_OK ? state_names(&spec, state) : 0;
 }
 
 int dd_optim_create(const dd_optim_spec *s, int64_t n, dd_optim **out) {
@@ -184,30 +215,7 @@ int dd_optim_create(const dd_optim_spec *s, int64_t n, dd_optim **out) {
     return DD_ENOMEM;
   o->spec = spec;
   o->n = n;
-  /* state names as in PyTorch's optimizer.state_dict() */
-  switch (spec.kind) {
-  case DD_OPTIM_SGD:
-    if (spec.momentum > 0.0)
-      add_state(o, "momentum_buffer");
-    break;
-  case DD_OPTIM_ADAM:
-  case DD_OPTIM_ADAMW:
-    add_state(o, "exp_avg");
-    add_state(o, "exp_avg_sq");
-    if (spec.amsgrad)
-      add_state(o, "max_exp_avg_sq");
-    break;
-  case DD_OPTIM_RMSPROP:
-    add_state(o, "square_avg");
-    if (spec.momentum > 0.0)
-      add_state(o, "momentum_buffer");
-    if (spec.centered)
-      add_state(o, "grad_avg");
-    break;
-  case DD_OPTIM_ADAGRAD:
-    add_state(o, "sum");
-    break;
-  }
+  o->nstate = state_names(&spec, o->state_name);
   for (int i = 0; i < o->nstate; i++) {
     o->state[i] = dd_alloc((size_t)(n ? n : 1), sizeof(float));
     if (!o->state[i]) {
