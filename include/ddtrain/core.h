@@ -73,4 +73,10 @@ bool dd_fault(const char *kind, int rank, int64_t step);
 /* Monotonic wall clock in seconds. */
 double dd_now(void);
 
+/* Bytes this process may still use: the least of the node's MemAvailable
+ * over local_ranks, the memory cgroup's free room over local_ranks and the
+ * address-space limit's unused part; INFINITY if none is known. why gets
+ * which one it is, with its numbers. */
+double dd_mem_budget(int local_ranks, char *why, size_t n);
+
 #endif

@@ -15,6 +15,12 @@ typedef struct dd_model_spec {
   int nlayers;
   dd_layer_spec *layers; /* borrowed */
   int loss;              /* DD_LOSS_* */
+  /* optional: refuse before allocating when the model (arenas, activations
+   * and workspaces, plus mem_per_param bytes per parameter held elsewhere,
+   * e.g. optimizer state) would need more than mem_budget bytes (0: no
+   * check); mem_budget_why says where the budget comes from */
+  double mem_budget, mem_per_param;
+  const char *mem_budget_why;
 } dd_model_spec;
 
 /* One named tensor of the model, for checkpoints and summaries. */

@@ -42,6 +42,34 @@ static int resolve_init(const dd_model *m, int i, int init) {
   return DD_INIT_XAVIER;
 }
 
+/* What the model will hold, counted before any of it is allocated: the
+ * arenas, activations and workspaces (as allocated below) and the caller's
+ * per-parameter extra; refused with the numbers when over the budget. */
+static int check_budget(const dd_model *m, const dd_model_spec *spec) {
+  const double B = m->max_batch, MiB = 1024.0 * 1024.0;
+  double arenas = 4.0 * (2.0 * (double)m->nparams + (double)m->grad_extra + (double)m->nbuffers);
+  double acts = B * (double)m->in_size, maxsize = (double)m->in_size, ws = 0;
+  for (int i = 0; i < m->nlayers; i++) {
+    const dd_layer *l = &m->layers[i];
+    acts += B * (double)l->out_size;
+    if ((double)l->out_size > maxsize)
+      maxsize = (double)l->out_size;
+    ws += (double)l->ws_fixed + B * (double)l->ws_per_sample;
+  }
+  double act_bytes = 4.0 * (acts + 2.0 * B * maxsize + ws);
+  double extra = spec->mem_per_param * (double)m->nparams;
+  double total = arenas + act_bytes + extra;
+  if (total <= spec->mem_budget)
+    return DD_OK;
+  return dd_error(DD_ENOMEM,
+                  "the model needs about %.0f MiB per rank (parameters and gradients %.0f MiB, optimizer state %.0f "
+                  "MiB, activations and workspaces for %d sample(s) per micro-batch %.0f MiB) but this rank has about "
+                  "%.0f MiB (%s): lower train.batch_size or raise train.accum_steps, use a smaller model, run fewer "
+                  "ranks per node, or give the job more memory (DD_MEM_CHECK=0 skips this check)",
+                  total / MiB, arenas / MiB, extra / MiB, m->max_batch, act_bytes / MiB, spec->mem_budget / MiB,
+                  spec->mem_budget_why ? spec->mem_budget_why : "its limit");
+}
+
 int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra, dd_model **out) {
   *out = NULL;
   if (spec->nlayers <= 0)
@@ -87,6 +115,8 @@ int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra,
     }
     ntensors += l->nparam + l->nbuf;
   }
+  if (spec->mem_budget > 0 && (rc = check_budget(m, spec)) != DD_OK)
+    goto fail;
   rc = DD_ENOMEM;
   m->params = dd_alloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
   m->grads = dd_alloc((size_t)(m->nparams + grad_extra + 1), sizeof(float));

@@ -242,6 +242,17 @@ static int setup(run *r) {
   if (micro_max > 0x7fffffff)
     return dd_error(DD_ECONFIG, "train.batch_size per rank is too large");
   dd_model_spec spec = {.nlayers = cfg->nlayers, .layers = cfg->layers, .loss = cfg->loss};
+  /* fail before allocating rather than in the OOM killer (DD_MEM_CHECK=0: off) */
+  char mem_why[300];
+  const char *mc = getenv("DD_MEM_CHECK");
+  if (!(mc && strcmp(mc, "0") == 0)) {
+    double budget = dd_mem_budget(dd_comm_local_size(r->c), mem_why, sizeof mem_why);
+    if (isfinite(budget)) {
+      spec.mem_budget = budget > 1.0 ? budget : 1.0;
+      spec.mem_per_param = 4.0 * dd_optim_state_count(&cfg->optim);
+      spec.mem_budget_why = mem_why;
+    }
+  }
   rc = dd__input_shape(cfg, r->ti, &spec.input);
   if (rc == DD_OK)
     rc = dd_model_build(&spec, (int)micro_max, DD__TAIL_N, &r->m);

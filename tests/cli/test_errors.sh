@@ -52,6 +52,21 @@ echo "x,y" > notes.txt
 mkfifo fifo.h5
 expect_error "metrics log on a full disk" in 1 "cannot write the metrics log '/dev/full': No space left on device" train base.yaml train.metrics=/dev/full
 expect_error "metrics log on a full disk, 2 ranks" 2 1 "cannot write the metrics log '/dev/full'" train base.yaml train.metrics=/dev/full checkpoint.dir=ckfull
+# a model larger than this rank's memory fails before allocating, with the numbers (here the limit is
+# ulimit -v; MemAvailable and the memory cgroup are read alike); not under ASan, whose shadow memory
+# needs the address space
+if ! ldd "$DDTRAIN" | grep -q libasan; then
+    OPENBLAS_NUM_THREADS=1 timeout -s KILL 60 prlimit --as=$((1 << 30)) "$DDTRAIN" train base.yaml model.layers.0.units=5000000 \
+        checkpoint.dir=ckmem >"$out" 2>"$err"
+    rc=$?
+    [ $rc = 1 ] && grep -q "^ddtrain: error: the model needs about [0-9]* MiB per rank (parameters and gradients [0-9]* MiB, optimizer state 0 MiB, activations and workspaces for 16 sample(s) per micro-batch [0-9]* MiB) but this rank has about [0-9]* MiB (the address-space limit (ulimit -v) of 1024 MiB" "$err" &&
+        echo "ok   a model larger than the memory limit" || fail "model larger than the memory limit: rc $rc, $(cat "$err")"
+    DD_MEM_CHECK=0 OPENBLAS_NUM_THREADS=1 timeout -s KILL 60 prlimit --as=$((1 << 30)) "$DDTRAIN" train base.yaml \
+        model.layers.0.units=5000000 checkpoint.dir=ckmem2 >"$out" 2>"$err"
+    rc=$?
+    [ $rc = 1 ] && grep -q "^ddtrain: error: out of memory allocating" "$err" &&
+        echo "ok   DD_MEM_CHECK=0: the allocation itself fails cleanly" || fail "DD_MEM_CHECK=0: rc $rc, $(cat "$err")"
+fi
 expect_error "a FIFO as data" in 1 "'fifo.h5' (data.train) is not a regular file" train base.yaml data.train=fifo.h5
 head -c 3000 good.h5 > trunc.h5
 expect_error "a truncated HDF5 file: HDF5's reason on the line, no build paths" in 1 "trunc.h5: H5Fopen failed: truncated file: eof = 3000" train base.yaml data.train=trunc.h5
