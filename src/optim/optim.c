@@ -200,8 +200,8 @@ static int state_names(const dd_optim_spec *spec, const char **out) {
 
 int dd_optim_state_count(const dd_optim_spec *s) {
   dd_optim_spec spec = *s;
-  const char *state[DD_OPTIM_MAX_STATE];
-  return dd_optim_resolve(&spec) == DD_OK ? state_names(&spec, state) : 0;
+  const char *kinds[DD_OPTIM_MAX_STATE];
+  return dd_optim_resolve(&spec) == DD_OK ? state_names(&spec, kinds) : 0;
 }
 
 int dd_optim_create(const dd_optim_spec *s, int64_t n, dd_optim **out) {
