@@ -12,8 +12,10 @@
 #   DD_RUNS       where run directories go (default: runs/ in the submit directory)
 #   DD_BIND       auto (default: each rank bound to its --cpus-per-task cores), none, or launcher options
 #                 used verbatim (e.g. "--cpu-bind=sockets" for srun, "--bind-to socket" for mpirun)
-#   DD_REQUEUE    1: after a stop on a signal (time limit warning, preemption notice), requeue the job
+#   DD_REQUEUE    1: after a stop on a signal (time limit warning, preemption notice), or a stall the
+#                 watchdog ended (exit code 75: a rank hung, stopped or lost its node), requeue the job
 #                 so it continues by itself (needs a requeueable job: #SBATCH --requeue)
+#   DD_REQUEUE_MAX  requeues after a stall at most (default 3: a stall that repeats is not the node's)
 #   DD_LAUNCHER_ARGS  more options for srun/mpirun (word-split), e.g. "--mca btl_tcp_if_include ib0"
 #   DD_EXEC       a command every rank runs ddtrain under, e.g. "apptainer exec ddtrain.sif" (the image's
 #                 ddtrain; DDTRAIN then names the binary inside it, default ddtrain)
@@ -82,8 +84,18 @@ dd_launch "$run_dir/train.log" \
     "${cmd[@]}"
 
 echo "== job $SLURM_JOB_ID ended $(date -u +%FT%TZ) with exit code $rc" | tee -a "$run_dir/train.log"
-if [ -n "$dd_signalled" ] && [ "$rc" -gt 128 ] && [ "${DD_REQUEUE:-0}" = 1 ]; then
-    echo "== requeueing job $SLURM_JOB_ID: it continues from the checkpoint when it starts again" | tee -a "$run_dir/train.log"
+requeue=
+if [ -n "$dd_signalled" ] && [ "$rc" -gt 128 ]; then
+    requeue="it continues from the checkpoint when it starts again"
+elif [ "$rc" = 75 ]; then # DD_EXIT_STALL: the watchdog named the rank that held the others up
+    if [ "${SLURM_RESTART_COUNT:-0}" -lt "${DD_REQUEUE_MAX:-3}" ]; then
+        requeue="a stall (exit code 75, see the watchdog's line above); it continues from the newest checkpoint"
+    else
+        echo "== not requeueing job $SLURM_JOB_ID after a stall: restarted ${SLURM_RESTART_COUNT:-0} times already (DD_REQUEUE_MAX=${DD_REQUEUE_MAX:-3})" | tee -a "$run_dir/train.log"
+    fi
+fi
+if [ -n "$requeue" ] && [ "${DD_REQUEUE:-0}" = 1 ]; then
+    echo "== requeueing job $SLURM_JOB_ID: $requeue" | tee -a "$run_dir/train.log"
     scontrol requeue "$SLURM_JOB_ID" || echo "ddtrain job: scontrol requeue $SLURM_JOB_ID failed; resubmit the job to continue" >&2
 fi
 exit "$rc"

@@ -6,7 +6,7 @@
 # sends before the time limit) stops training with a checkpoint; a resubmission, or the job's own
 # requeue (DD_REQUEUE=1), continues from it.
 #
-#   test_slurm.sh srun-1node | mpirun-1node | srun-2nodes | mpirun-2nodes | preempt-resubmit | preempt-requeue | errors
+#   test_slurm.sh srun-1node | mpirun-1node | srun-2nodes | mpirun-2nodes | preempt-resubmit | preempt-requeue | stall-requeue | errors
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh"
@@ -196,6 +196,24 @@ preempt_requeue() {
     [ "$(jfield runs/pq/metrics.jsonl "done" step)" = 2000 ] || fail "pq: did not reach train.max_steps 2000"
 }
 
+# stall-requeue: a rank that stops (SIGSTOP at step 20, every time the job runs) is named by the
+# watchdog, the job ends with 75 and requeues itself (DD_REQUEUE=1) at most DD_REQUEUE_MAX=1 times
+stall_requeue() {
+    local id out
+    step "submit the long run (srun, 1 node x 2 tasks) with rank 1 stopping at step 20, train.timeout=5"
+    id=$(DD_REQUEUE=1 DD_REQUEUE_MAX=1 DD_FAULT=stop@1:20 SUBMIT_EXPORTS=DD_REQUEUE,DD_REQUEUE_MAX,DD_FAULT \
+         submit sq single-node.sbatch --ntasks-per-node=2 -- "$DD_SCRATCH/data/long.yaml" train.timeout=5) ||
+        { fail "sbatch"; return 1; }
+    step "the stall ends the job with 75, it requeues once, stalls again and stays FAILED"
+    check_job "$id" FAILED 75 || return 1
+    out=sq-$id.out
+    [ "$(field "$id" Restarts)" = 1 ] || fail "job $id: Restarts=$(field "$id" Restarts), expected 1"
+    [ "$(grep -c '^== requeueing job .*: a stall (exit code 75' "$out")" = 1 ] || fail "$out: expected one requeue after the stall"
+    grep -q '^== not requeueing job .* after a stall: restarted 1 times already (DD_REQUEUE_MAX=1)' "$out" ||
+        fail "$out: the second stall was requeued"
+    [ "$(grep -c 'ddtrain: error: watchdog: rank 1 ' "$out")" -ge 2 ] || fail "$out: the watchdog did not name rank 1 both times"
+}
+
 # errors: a job with a missing config or binary fails at once, with the reason in its output
 slurm_errors() {
     local id
@@ -226,6 +244,7 @@ case $case in
     mpirun-2nodes) DD_LAUNCHER_ARGS=--report-bindings SUBMIT_EXPORTS=DD_LAUNCHER_ARGS run_case m2 multi-node.sbatch 2 1 2 mpirun ;;
     preempt-resubmit) preempt_resubmit ;;
     preempt-requeue) preempt_requeue ;;
+    stall-requeue) stall_requeue ;;
     *) fail "unknown case '$case'" ;;
 esac
 step "done"
