@@ -23,6 +23,8 @@
 
 /* Where training stands. All randomness is counter-based on (seed, epoch,
  * step), so together with the tensors this is the complete state. */
+enum { DD_OUTLIER_MAX = 1024 }; /* train.skip_window at most */
+
 typedef struct dd_train_state {
   int64_t step;         /* optimizer steps taken */
   int64_t epoch;        /* epoch in progress (0-based) */
@@ -42,6 +44,11 @@ typedef struct dd_train_state {
    * hash(epoch, position, id) mod 2^64) */
   double ep_loss, ep_count, ep_correct, ep_samples;
   uint64_t ep_digest;
+  /* train.skip_zscore: the last out_n (<= DD_OUTLIER_MAX) losses and gradient
+   * norms of steps taken (a ring, next write at out_pos), the consecutive
+   * skipped steps and all skipped so far */
+  int64_t out_n, out_pos, skip_run, skipped;
+  double out_loss[DD_OUTLIER_MAX], out_norm[DD_OUTLIER_MAX];
 } dd_train_state;
 
 /* Save to dir/ckpt-<step>.h5 and keep the newest `keep` files (keep <= 0:

@@ -40,6 +40,8 @@ typedef struct dd_config {
   int64_t batch_size, epochs, max_steps, seed, threads, log_every;
   int64_t accum_steps; /* micro-batches per rank per optimizer step */
   double timeout;      /* watchdog deadline in seconds (0 = off) */
+  double skip_zscore;  /* skip a step whose loss or gradient norm z-score exceeds this (0 = off) */
+  int64_t skip_window, skip_max;
   char metrics[DD_PATH_MAX];
   /* checkpoint */
   char ckpt_dir[DD_PATH_MAX];

@@ -164,7 +164,11 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
        dd__h5_attr_f64(f, "epoch_loss_sum", st->ep_loss) < 0 || dd__h5_attr_f64(f, "epoch_count", st->ep_count) < 0 ||
        dd__h5_attr_f64(f, "epoch_correct", st->ep_correct) < 0 ||
        dd__h5_attr_f64(f, "epoch_samples", st->ep_samples) < 0 ||
-       dd__h5_attr_i64(f, "epoch_digest", (int64_t)st->ep_digest) < 0))
+       dd__h5_attr_i64(f, "epoch_digest", (int64_t)st->ep_digest) < 0 ||
+       dd__h5_attr_i64(f, "outlier_n", st->out_n) < 0 || dd__h5_attr_i64(f, "outlier_pos", st->out_pos) < 0 ||
+       dd__h5_attr_i64(f, "skip_run", st->skip_run) < 0 || dd__h5_attr_i64(f, "skipped_steps", st->skipped) < 0 ||
+       (st->out_n > 0 && (dd__h5_attr_f64v(f, "outlier_loss", st->out_loss, st->out_n) < 0 ||
+                          dd__h5_attr_f64v(f, "outlier_grad_norm", st->out_norm, st->out_n) < 0))))
     rc = DD_H5_FAIL("writing attributes", final);
   if (H5Fclose(f) < 0 && rc == DD_OK)
     rc = DD_H5_FAIL("closing", final);
@@ -433,6 +437,20 @@ static int read_state(hid_t f, const char *path, int64_t ver, dd_train_state *st
     rc = dd_error(DD_ECKPT, "checkpoint '%s' lacks the sampler or epoch attributes of format version 2", path);
   }
   st->ep_digest = (uint64_t)digest;
+  /* train.skip_zscore's window (absent: none; written since the option came) */
+  st->out_n = st->out_pos = st->skip_run = st->skipped = 0;
+  bool window_bad = false;
+  if (rc == DD_OK && ver >= 2 && dd__h5_read_attr_i64(f, "outlier_n", &st->out_n) == 0) {
+    window_bad =
+        dd__h5_read_attr_i64(f, "outlier_pos", &st->out_pos) || dd__h5_read_attr_i64(f, "skip_run", &st->skip_run) ||
+        dd__h5_read_attr_i64(f, "skipped_steps", &st->skipped) || st->out_n < 0 || st->out_n > DD_OUTLIER_MAX ||
+        st->out_pos < 0 || st->out_pos >= DD_OUTLIER_MAX || st->skip_run < 0 || st->skipped < 0;
+    if (!window_bad && st->out_n > 0)
+      window_bad = dd__h5_read_attr_f64v(f, "outlier_loss", st->out_loss, st->out_n) ||
+                   dd__h5_read_attr_f64v(f, "outlier_grad_norm", st->out_norm, st->out_n);
+    for (int64_t i = 0; !window_bad && i < st->out_n; i++)
+      window_bad = !isfinite(st->out_loss[i]) || !isfinite(st->out_norm[i]);
+  }
   /* a damaged or crafted file must not steer training into nonsense */
   const char *bad = NULL;
   if (rc == DD_OK) {
@@ -455,6 +473,8 @@ static int read_state(hid_t f, const char *path, int64_t ver, dd_train_state *st
     else if (!(st->ep_loss >= 0) || !(st->ep_count >= 0) || !(st->ep_correct >= 0) || !(st->ep_samples >= 0) ||
              !isfinite(st->ep_loss) || !isfinite(st->ep_count) || !isfinite(st->ep_samples))
       bad = "epoch statistics";
+    else if (window_bad)
+      bad = "outlier window (outlier_*, skip_run, skipped_steps)";
   }
   if (bad)
     rc = dd_error(DD_ECKPT,

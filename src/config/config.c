@@ -134,6 +134,12 @@ static const field train_fields[] = {
     {"timeout", F_F64, OFF(timeout), 0, 0, 1e9, "300",
      "watchdog: end the job (exit code 75) when ranks wait longer than this many seconds for one that does not "
      "arrive, naming it (0 = off)"},
+    {"skip_zscore", F_F64, OFF(skip_zscore), 0, 0, 1e6, "0",
+     "skip the update of a step whose loss or gradient norm lies more than this many standard deviations above "
+     "the mean of the last train.skip_window steps (e.g. 5; 0 = off)"},
+    {"skip_window", F_I64, OFF(skip_window), 0, 8, 1024, "128", "train.skip_zscore: steps in the window"},
+    {"skip_max", F_I64, OFF(skip_max), 0, 1, 1e9, "10",
+     "train.skip_zscore: stop (with a checkpoint) after this many consecutive skipped steps"},
 };
 static const field ckpt_fields[] = {
     {"dir", F_STR, STR(ckpt_dir), 0, 0, "checkpoints", "checkpoint directory (\"\" = no checkpoints)"},

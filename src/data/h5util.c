@@ -278,6 +278,37 @@ int dd__h5_read_attr_f64(hid_t obj, const char *name, double *value) {
   return rc;
 }
 
+int dd__h5_attr_f64v(hid_t obj, const char *name, const double *v, int64_t n) {
+  hsize_t dim = (hsize_t)n;
+  hid_t s = H5Screate_simple(1, &dim, NULL);
+  if (s < 0)
+    return -1;
+  hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = -1;
+  if (a >= 0) {
+    rc = H5Awrite(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
+    H5Aclose(a);
+  }
+  H5Sclose(s);
+  return rc;
+}
+
+int dd__h5_read_attr_f64v(hid_t obj, const char *name, double *v, int64_t n) {
+  if (H5Aexists(obj, name) <= 0)
+    return -1;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0)
+    return -1;
+  hid_t s = H5Aget_space(a);
+  int rc = -1;
+  if (s >= 0 && H5Sget_simple_extent_ndims(s) == 1 && H5Sget_simple_extent_npoints(s) == (hssize_t)n)
+    rc = H5Aread(a, H5T_NATIVE_DOUBLE, v) < 0 ? -1 : 0;
+  if (s >= 0)
+    H5Sclose(s);
+  H5Aclose(a);
+  return rc;
+}
+
 int dd__h5_read_i32_vector(hid_t f, const char *path, const char *name, const char *role, int64_t *n, int32_t **out) {
   *out = NULL;
   *n = 0;

@@ -46,6 +46,9 @@ int dd__h5_read_attr_str(hid_t obj, const char *name, char *buf, size_t n);
 int dd__h5_read_attr_i64(hid_t obj, const char *name, int64_t *value);
 int dd__h5_attr_f64(hid_t obj, const char *name, double value);
 int dd__h5_read_attr_f64(hid_t obj, const char *name, double *value);
+/* A 1-D float64 attribute of n values (n >= 1); reading needs exactly n. */
+int dd__h5_attr_f64v(hid_t obj, const char *name, const double *v, int64_t n);
+int dd__h5_read_attr_f64v(hid_t obj, const char *name, double *v, int64_t n);
 /* Read the 1-D integer dataset `name` of an open file into *out ([*n],
  * owned by the caller). DD_ENOTFOUND (no message) if it does not exist;
  * other failures name path, name and role. */

@@ -588,6 +588,7 @@ typedef struct epoch_stats {
   double samples_timed; /* by this run (samples/s) */
   double data_s;        /* the steps waited for their data */
   double grad_norm_max; /* largest global gradient norm computed (every step when clipping) */
+  int64_t skipped;      /* steps skipped as outliers (train.skip_zscore) */
 } epoch_stats;
 
 /* Forward and backward of micro-batch j of this rank's share [lo, hi) of a
@@ -634,18 +635,65 @@ static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, 
     rc = dd_model_backward(m, &p);
   if (rc == DD_OK && j == 0 && dd_fault("nan", r->rank, r->st.step))
     m->grads[0] = NAN; /* test only: one rank's gradient goes bad */
+  if (rc == DD_OK && j == 0 && dd_fault("spike", r->rank, r->st.step)) {
+    /* test only: a batch whose loss and gradient are 10^4 times the usual */
+    for (int64_t i = 0; i < m->nparams; i++)
+      m->grads[i] *= 1e4f;
+    sums->loss *= 1e4;
+  }
   return rc;
 }
 
 /* The optimizer update from the allreduced gradient sums: average, clip by
  * the global norm (identical on every rank: same sums, same code), step with
  * the scheduled LR. */
-static int update(run *r, double count, bool want_norm) {
+/* z-score of x against the window's values (0 when they do not vary) */
+static double zscore(const double *v, int64_t n, double x) {
+  double mean = 0, var = 0;
+  for (int64_t i = 0; i < n; i++)
+    mean += v[i];
+  mean /= (double)n;
+  for (int64_t i = 0; i < n; i++)
+    var += (v[i] - mean) * (v[i] - mean);
+  double sd = sqrt(var / (double)n);
+  return sd > 0 ? (x - mean) / sd : 0.0;
+}
+
+/* train.skip_zscore (llm.c's outlier detector): is this step's loss or
+ * gradient norm an outlier against the window of the last steps taken? The
+ * inputs are global, so every rank decides alike. A step taken enters the
+ * window; a skipped one does not. */
+static bool outlier(run *r, double loss, double norm, double *zl, double *zn) {
+  dd_train_state *st = &r->st;
+  const int64_t W = r->cfg->skip_window;
+  *zl = *zn = NAN;
+  bool skip = false;
+  if (st->out_n > W || st->out_pos >= W) /* resumed with a smaller train.skip_window: start it afresh */
+    st->out_n = st->out_pos = 0;
+  if (st->out_n >= W) { /* judged only on a full window */
+    *zl = zscore(st->out_loss, st->out_n, loss);
+    *zn = zscore(st->out_norm, st->out_n, norm);
+    skip = *zl > r->cfg->skip_zscore || *zn > r->cfg->skip_zscore;
+  }
+  if (!skip) {
+    st->out_loss[st->out_pos] = loss;
+    st->out_norm[st->out_pos] = norm;
+    st->out_pos = (st->out_pos + 1) % W;
+    if (st->out_n < W)
+      st->out_n++;
+  }
+  return skip;
+}
+
+static int update(run *r, double count, bool want_norm, double loss, bool *skipped) {
   dd_model *m = r->m;
   const dd_optim_spec *o = &r->opt->spec;
   double scale = 1.0 / count;
   r->lr = dd_schedule_lr(&r->sched, r->st.step, r->st.epoch);
   r->grad_norm = NAN;
+  *skipped = false;
+  if (r->cfg->skip_zscore > 0)
+    want_norm = true;
   if (o->clip_norm > 0 || want_norm) {
     r->grad_norm = dd_optim_grad_norm(m->grads, m->nparams, scale);
     if (!isfinite(r->grad_norm)) /* the same on every rank: all stop together */
@@ -654,6 +702,27 @@ static int update(run *r, double count, bool want_norm) {
                       isnan(r->grad_norm) ? "NaN" : "infinite", (long long)r->st.step, (long long)r->st.epoch + 1);
     scale *= dd_optim_clip_factor(r->grad_norm, o->clip_norm);
   }
+  double zl, zn;
+  if (r->cfg->skip_zscore > 0 && outlier(r, loss / count, r->grad_norm, &zl, &zn)) {
+    *skipped = true; /* no update: parameters and optimizer state (its step count too) stay */
+    r->st.skip_run++;
+    r->st.skipped++;
+    if (r->out)
+      fprintf(r->out,
+              "%sstep %lld skipped as an outlier: loss %.6g (z-score %.1f), gradient norm %.6g (z-score %.1f)\n",
+              r->o && r->o->progress ? "\n" : "", (long long)r->st.step, loss / count, zl, r->grad_norm, zn);
+    if (r->metrics) {
+      fprintf(r->metrics, "{\"event\": \"skip\", \"step\": %lld, ", (long long)r->st.step);
+      jnum(r->metrics, "train_loss", loss / count, false);
+      jnum(r->metrics, "grad_norm", r->grad_norm, false);
+      jnum(r->metrics, "z_loss", zl, false);
+      jnum(r->metrics, "z_grad_norm", zn, false);
+      jnum(r->metrics, "elapsed_s", dd_now() - r->t0, true);
+      fprintf(r->metrics, "}\n");
+    }
+    return DD_OK;
+  }
+  r->st.skip_run = 0;
   if (dd_optim_step(r->opt, m->params, m->grads, (float)scale, r->lr))
     /* the same gradients on every rank after the allreduce: all stop here together (nothing is saved) */
     return dd_error(DD_ENUMERIC,
@@ -713,31 +782,47 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
                     "the training loss became %s at step %lld (epoch %lld); lower optim.lr, check the data for "
                     "extreme values, or use gradient clipping",
                     isnan(loss) ? "NaN" : "infinite", (long long)r->st.step, (long long)r->st.epoch + 1);
+  bool skipped = false;
   if (count > 0) {
     /* the norm costs a pass over the gradients: every step when clipping,
      * else only for the steps that go into the metrics log */
     /* (decided alike on every rank: a non-finite norm stops all of them) */
     const bool logged = cfg->log_every > 0 && (r->st.step + 1) % cfg->log_every == 0;
     dd_comm_phase(r->c, "optimizer", r->st.step);
-    rc = update(r, count, logged);
+    rc = update(r, count, logged, loss, &skipped);
     if (rc)
       return rc;
-    if (r->grad_norm > es->grad_norm_max)
+    es->skipped += skipped;
+    if (!skipped && r->grad_norm > es->grad_norm_max)
       es->grad_norm_max = r->grad_norm;
   }
   dd_comm_step_done(r->c, r->st.step);
   r->st.step++;
   r->st.batch = b + 1;
   r->st.samples_seen += gsize;
-  es->loss += loss;
-  es->count += count;
-  es->correct += tail[DD__TAIL_CORRECT];
+  if (!skipped) { /* a skipped step's loss is not the epoch's */
+    es->loss += loss;
+    es->count += count;
+    es->correct += tail[DD__TAIL_CORRECT];
+  }
   es->samples += (double)gsize;
   es->samples_timed += (double)gsize;
   r->st.ep_loss = es->loss;
   r->st.ep_count = es->count;
   r->st.ep_correct = es->correct;
   r->st.ep_samples = es->samples;
+  if (skipped && r->st.skip_run >= cfg->skip_max) {
+    /* the loss or the gradients changed for good: stop, with the state before it */
+    int src = save(r);
+    return dd_error(DD_ENUMERIC,
+                    "%lld consecutive steps (%lld-%lld) skipped as outliers (train.skip_zscore = %g over the last "
+                    "%lld steps): training no longer behaves as before; lower optim.lr, check the data, or raise "
+                    "train.skip_zscore; %s%s",
+                    (long long)r->st.skip_run, (long long)(r->st.step - r->st.skip_run), (long long)r->st.step - 1,
+                    cfg->skip_zscore, (long long)cfg->skip_window,
+                    src == DD_OK && r->last_ckpt[0] ? "checkpoint saved: " : "no checkpoint saved",
+                    src == DD_OK ? r->last_ckpt : "");
+  }
   if (tail[DD__TAIL_STOP] > 0.0f)
     return DD_EINTERRUPTED;
   return DD_OK;
@@ -895,6 +980,8 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "lr", r->lr, false); /* of the epoch's last step */
       if (cfg->optim.clip_norm > 0)
         jnum(f, "grad_norm_max", es.grad_norm_max, false);
+      if (cfg->skip_zscore > 0)
+        fprintf(f, "\"skipped_steps\": %lld, ", (long long)es.skipped);
       fprintf(f, "\"samples\": %.0f, \"samples_digest\": \"%016llx\", ", es.samples, (unsigned long long)digest);
       jnum(f, "samples_per_s", sps, false);
       jnum(f, "epoch_s", t_train, false);
