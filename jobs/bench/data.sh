@@ -6,11 +6,12 @@
 #
 # 1. bench_reader: random rows/s per rank from the page cache, 784 features as float32 and uint8,
 #    contiguous and gzip-chunked (global and chunk order).
-# 2. samples/s of the reference MLP and CNN (jobs/bench/*.yaml) at 1 and 2 ranks, this build
+# 2. samples/s of the reference MLP and CNN (jobs/bench/*.yaml) at 1 and 2 ranks, this build (also with
+#    train.timeout=0: no watchdog thread, which came after INMEM_REF)
 #    (streaming, prefetched) vs the in-memory reader built from INMEM_REF (default d0dc58e, the
 #    last commit before streaming), interleaved, median of REPEATS; the streaming runs' share of
 #    step time spent waiting for data. Both get the same BLAS kernels (OPENBLAS_CORETYPE = the set
-#    this build chooses), so only the reader differs.
+#    this build chooses), so only the reader (and, unless train.timeout=0, the watchdog) differs.
 # 3. peak resident memory of each rank (/usr/bin/time -f %M) of a 2-rank, 20-step MLP run on a
 #    200,000 x 784 float32 file (628 MB) and on a 3 MB file, both builds.
 # Environment: REPEATS (default 3), INMEM_REF, OUT (default build/bench).
@@ -80,23 +81,26 @@ for f in f32 u8 f32-gz u8-gz; do
 done
 
 echo "## training: streaming (this build) vs in-memory ($INMEM_REF), samples/s, median of $REPEATS" | tee -a "$OUT/data.txt"
-train() { # BIN MODEL NP LOG
-    local cmd=("$1" train "jobs/bench/$2.yaml" "train.epochs=2" "train.metrics=$4" checkpoint.dir= train.threads=1 --quiet)
+train() { # BIN MODEL NP LOG [OVERRIDE...]
+    local cmd=("$1" train "jobs/bench/$2.yaml" "train.epochs=2" "train.metrics=$4" checkpoint.dir= train.threads=1 --quiet "${@:5}")
     rm -f "$4"
     if [ "$3" = 1 ]; then "${cmd[@]}"; else mpirun -np "$3" --bind-to core "${cmd[@]}"; fi
 }
 for m in mlp cnn; do
     for np in 1 2; do
-        s=() o=() w=()
+        s=() o=() w=() q=()
         for _ in $(seq 1 "$REPEATS"); do
             train "$ddtrain" "$m" "$np" "$OUT/d-new.jsonl"
             s+=("$(jlast "$OUT/d-new.jsonl" samples_per_s)")
+            # the same without the watchdog (its thread, and MPI_THREAD_MULTIPLE's locking, came after INMEM_REF)
+            train "$ddtrain" "$m" "$np" "$OUT/d-new.jsonl" train.timeout=0
+            q+=("$(jlast "$OUT/d-new.jsonl" samples_per_s)")
             w+=("$($PY -c "import json,sys; e=[x for x in map(json.loads, open(sys.argv[1])) if x['event']=='epoch'][-1]; print(100 * e['data_wait_s'] / e['epoch_s'])" "$OUT/d-new.jsonl")")
             train "$old" "$m" "$np" "$OUT/d-old.jsonl"
             o+=("$(jlast "$OUT/d-old.jsonl" samples_per_s)")
         done
-        S=$(median "${s[@]}"); O=$(median "${o[@]}"); W=$(median "${w[@]}")
-        $PY -c "import sys; m,np,s,o,w=sys.argv[1:]; print(f'{m:4s} {np} rank(s): streaming {float(s):9.0f}  in-memory {float(o):9.0f}  ratio {float(s)/float(o):5.3f}  data wait {float(w):4.1f}% of the epoch')" "$m" "$np" "$S" "$O" "$W" | tee -a "$OUT/data.txt"
+        S=$(median "${s[@]}"); O=$(median "${o[@]}"); W=$(median "${w[@]}"); Q=$(median "${q[@]}")
+        $PY -c "import sys; m,np,s,o,w,q=sys.argv[1:]; print(f'{m:4s} {np} rank(s): streaming {float(s):9.0f}  in-memory {float(o):9.0f}  ratio {float(s)/float(o):5.3f}  data wait {float(w):4.1f}% of the epoch  (watchdog off: {float(q):9.0f}, ratio {float(q)/float(o):5.3f})')" "$m" "$np" "$S" "$O" "$W" "$Q" | tee -a "$OUT/data.txt"
     done
 done
 
