@@ -231,8 +231,9 @@ static int list_ckpts(const char *dir, char ***names, int *count) {
 }
 
 /* Temporary files of writes that never reached their rename: a process killed
- * mid-write (SIGKILL, node failure, OOM) cannot remove its own. Called after a
- * checkpoint has been committed, when this run is the directory's writer. */
+ * mid-write (SIGKILL, node failure, OOM) cannot remove its own. Called when a
+ * run takes the directory's lock (a run that resumes a finished one commits no
+ * checkpoint) and after each commit, when this run is the directory's writer. */
 static void remove_stale_temps(const char *dir) {
   DIR *d = opendir(dir);
   if (!d)
@@ -769,6 +770,8 @@ int dd_checkpoint_lock(dd_comm *c, const char *dir, int *fd_out) {
                          job ? job : "", stamp);
       if (ftruncate(fd, 0) != 0 || pwrite(fd, who, (size_t)len, 0) != len)
         rc = dd_error(DD_EIO, "cannot write the lock file of checkpoint.dir '%s': %s", dir, strerror(errno));
+      else /* this run is the directory's only writer: a temporary file here is a dead writer's */
+        remove_stale_temps(dir);
     }
   }
   rc = dd_comm_bcast_status(c, rc, 0);

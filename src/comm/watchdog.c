@@ -41,6 +41,7 @@ struct dd__watchdog {
   hb out;               /* non-root: the heartbeat in flight */
   MPI_Request out_req;
   double root_seen;
+  double paused_at, paused_s; /* when this process ran again after not running for paused_s */
 };
 
 static dd_comm_stall_hook g_hook;
@@ -141,9 +142,24 @@ static void judge(dd__watchdog *w, double now) {
   size_t used = 0;
   int nhold = 0;
   const int lim = P < 4096 ? P : 4096;
+  /* rank 0 itself did not run (stopped, frozen) until just now: the others' heartbeats it holds were sent
+   * while it was stopped, so they look fresh, and rank 0 looks as if it had arrived: it is the one */
+  const bool self_paused = w->paused_at > 0 && now - w->paused_at < w->deadline;
   for (int r = 0; r < lim; r++) {
     const hb *h = &w->table[r];
     const double silent = now - w->seen[r];
+    if (r == 0 && self_paused) {
+      nhold++;
+      snprintf(
+          part, sizeof part,
+          "rank 0 on %s (pid %d) did not run for %.0f s (a stopped or frozen process: SIGSTOP, a debugger), now in %s "
+          "of step %lld",
+          h->host, h->pid, w->paused_s, h->coll_age >= 0 ? h->coll : h->phase, (long long)h->step);
+      int wr = snprintf(msg + used, sizeof msg - used, "%s%s", used ? "; " : "", part);
+      if (wr > 0 && (size_t)wr < sizeof msg - used)
+        used += (size_t)wr;
+      continue;
+    }
     const bool there =
         w->seen[r] > 0 && h->coll_age >= 0 && strcmp(h->coll, s->coll) == 0 && h->coll_step == s->coll_step;
     if (there && silent < w->deadline / 2) {
@@ -171,9 +187,12 @@ static void judge(dd__watchdog *w, double now) {
     snprintf(msg, sizeof msg,
              "every rank waited %.0f s in the %s of step %lld and it does not complete: the network or MPI is stuck",
              longest, s->coll, (long long)s->coll_step);
-  else
+  else if (list[0])
     snprintf(msg + used, sizeof msg - used, "; rank(s) %s waited %.0f s in the %s of step %lld", list, longest, s->coll,
              (long long)s->coll_step);
+  else
+    snprintf(msg + used, sizeof msg - used, "; the %s of step %lld has waited %.0f s", s->coll, (long long)s->coll_step,
+             longest);
   char full[2000];
   snprintf(full, sizeof full,
            "watchdog: %s; no progress for longer than train.timeout = %.0f s, ending the job (exit code %d: requeue "
@@ -239,6 +258,11 @@ static void tick_rank(dd__watchdog *w, double now) {
   }
 }
 
+static double cpu_seconds(void) {
+  struct timespec ts;
+  return clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
+}
+
 static void *run(void *arg) {
   dd__watchdog *w = arg;
   w->root_seen = MPI_Wtime();
@@ -246,7 +270,15 @@ static void *run(void *arg) {
     /* sleep a period in slices, so stopping is quick */
     for (double t = 0; t < w->period && !atomic_load(&w->stop); t += 0.05) {
       struct timespec ts = {0, 50 * 1000 * 1000};
+      const double t0 = MPI_Wtime(), c0 = cpu_seconds();
       nanosleep(&ts, NULL);
+      /* a 50 ms sleep that took seconds, with (almost) no CPU time used by any thread meanwhile: the
+       * whole process was stopped (SIGSTOP, a debugger) or frozen; not a slow MPI call */
+      const double gap = MPI_Wtime() - t0;
+      if (gap > w->deadline / 2 && cpu_seconds() - c0 < 0.1 * gap) {
+        w->paused_at = MPI_Wtime();
+        w->paused_s = gap;
+      }
     }
     if (atomic_load(&w->stop))
       break;
