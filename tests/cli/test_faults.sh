@@ -16,7 +16,7 @@
 # the steps before the failure all there and all verify (ddtrain eval), no temporary file. Then
 # --resume auto trains to the end and the final parameters equal an uninterrupted run's bitwise at the
 # same rank count, or within 1e-5 relative at another (failed at 4 ranks, resumed at 2).
-# Kill loop: 20 trials (seed printed; DD_FAULTS_SEED=N repeats a sequence) at 2 and 4 ranks: SIGKILL
+# Kill loop: 20 trials (4 under ASan) (seed printed; DD_FAULTS_SEED=N repeats a sequence) at 2 and 4 ranks: SIGKILL
 # to one random rank once the metrics log shows a random step; the job must end with nothing left
 # running and every checkpoint verifying; --resume auto then ends bitwise equal to the reference.
 here=$(cd "$(dirname "$0")" && pwd)
@@ -26,6 +26,11 @@ t0=$SECONDS
 section() { echo "== $* ($((SECONDS - t0)) s)"; }
 asan=false
 case $DDTRAIN in */build/asan/*) asan=true ;; esac
+# The release build runs everything; under AddressSanitizer (what it adds here is memory checking of
+# the same paths, at 2-3x the time) the matrix runs at 2 ranks and the kill loop 4 trials, to keep the
+# suite's time (DD_FAULTS_NPS, DD_FAULTS_TRIALS override)
+nps=${DD_FAULTS_NPS:-2 4} trials=${DD_FAULTS_TRIALS:-20}
+$asan && nps=${DD_FAULTS_NPS:-2} trials=${DD_FAULTS_TRIALS:-4}
 timeout_s=5
 steps=48 # 2 epochs of 24 steps, a checkpoint every 4 steps
 at=10    # faults fire at step 10: the checkpoints of steps 4 and 8 exist
@@ -249,7 +254,7 @@ fault() {
 
 wd="watchdog: rank"
 pname='Process name: \[\[[0-9]+,[0-9]+\],'
-for np in 2 4; do
+for np in $nps; do
     section "faults at $np ranks"
     R=$((np - 1)) S=$((np / 2)) # the last rank, and one in the middle (at 2 ranks both are 1)
     o=$np                       # some failures at 4 ranks resume at 2
@@ -294,7 +299,7 @@ last_step() {
     l=$(grep -o '"event": "step", "step": [0-9]*' "$1/metrics.jsonl" 2>/dev/null | tail -n 1)
     echo "${l##* }"
 }
-for trial in $(seq 1 20); do
+for trial in $(seq 1 "$trials"); do
     np=$((trial % 2 ? 2 : 4)) dir=kill$trial
     rank=$((RANDOM % np)) at=$((2 + RANDOM % 15)) # steps 2-16 of 24
     start k.yaml $np checkpoint.dir=$dir
