@@ -146,13 +146,7 @@ static int read_attr_f64(hid_t f, const char *dset, const char *name, double *v)
     H5Eclear2(H5E_DEFAULT);
     return DD_ENOTFOUND;
   }
-  int rc = DD_ENOTFOUND;
-  if (H5Aexists(d, name) > 0) {
-    hid_t a = H5Aopen(d, name, H5P_DEFAULT);
-    rc = a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0 ? DD_OK : DD_EHDF5;
-    if (a >= 0)
-      H5Aclose(a);
-  }
+  int rc = dd__h5_read_attr_f64(d, name, v) == 0 ? DD_OK : DD_ENOTFOUND; /* one numeric value, or none */
   H5Eclear2(H5E_DEFAULT);
   H5Dclose(d);
   return rc;
