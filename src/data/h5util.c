@@ -21,6 +21,11 @@ void dd__h5_quiet(void) {
   }
 }
 
+int64_t dd_data_open_objects(void) {
+  ssize_t n = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+  return n < 0 ? 0 : (int64_t)n;
+}
+
 static herr_t innermost(unsigned n, const H5E_error2_t *e, void *data) {
   if (n == 0)
     snprintf(data, 256, "%s", e->desc ? e->desc : "");
