@@ -834,7 +834,8 @@ int dd_source_check_tokens(dd_comm *c, dd_source *s, int64_t V, const char *role
   return dd_error(DD_EDATA,
                   "%s '%s':%s[%lld] step %lld holds token id %.0f, outside [0, %lld) of the embedding; raise "
                   "model.layers.0.vocab to at least %lld (the largest id in the data + 1) or fix the data",
-                  role, path, in->xname, (long long)r, (long long)bad_step, bad_val, (long long)V, (long long)v[2] + 1);
+                  role, path, in->xname, (long long)r, (long long)bad_step, bad_val, (long long)V,
+                  (long long)(v[2] < INT64_MAX ? v[2] + 1 : v[2])); /* an id of 9e18 and more counts as INT64_MAX */
 }
 
 /* ---- splits: positions of a split -> rows of the source ---- */
