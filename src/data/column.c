@@ -390,6 +390,11 @@ static int decode_chunk(dd__col *c, int64_t cell, size_t n, unsigned char *out) 
       break;
     }
     case H5Z_FILTER_SHUFFLE: {
+      /* what is left to unshuffle is the chunk itself: more (a crafted stored size) would overrun the
+       * spare buffer, which holds one chunk */
+      if (n > c->chunk_bytes)
+        return dd_error(DD_EDATA, "'%s':%s: chunk %lld holds %zu bytes, expected %zu; the file is damaged", c->path,
+                        c->name, (long long)cell, n, c->chunk_bytes);
       unsigned char *dst = cur == c->raw ? spare : c->raw;
       const size_t es = (size_t)c->esize, nel = n / es;
       for (size_t b = 0; b < es; b++)

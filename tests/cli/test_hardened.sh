@@ -90,6 +90,32 @@ expect_error "predict with a checkpoint's input_shape past 2^63" in 1 "$ckpt_err
 expect_error "eval with it" in 1 "$ckpt_err" eval shape-ckpt.h5 good.h5
 expect_error "eval with it, 2 ranks" 2 1 "$ckpt_err" eval shape-ckpt.h5 good.h5
 
+# values where one is expected: an attribute array was read past the variable it went into
+cp "$ckpt" arr-ckpt.h5
+$PY - <<'PY'
+import h5py, numpy as np
+with h5py.File("arr-ckpt.h5", "r+") as f:
+    f.attrs["step"] = np.arange(1000, dtype=np.int64)
+with h5py.File("arr-scale.h5", "w") as f:
+    f["x"] = np.zeros((40, 16), dtype="f4")
+    f["x"].attrs["scale"] = np.ones(100)
+    f["y"] = np.zeros(40, dtype="i4")
+# a chunk stored larger than the chunk, through shuffle alone (no inflate to bound it): the
+# unshuffled bytes overran the one-chunk spare buffer
+with h5py.File("bigchunk.h5", "w") as f:
+    d = f.create_dataset("x", shape=(40, 16), dtype="f4", chunks=(8, 16), shuffle=True)
+    for r in range(0, 40, 8):
+        d.id.write_direct_chunk((r, 0), bytes(600 if r == 0 else 512), filter_mask=0)
+    f["y"] = np.zeros(40, dtype="i4")
+PY
+expect_error "a checkpoint's step attribute is an array" in 1 "checkpoint 'arr-ckpt.h5' lacks training-state attributes" \
+    train base.yaml checkpoint.dir=ck-arr --resume arr-ckpt.h5
+expect_error "a scale attribute of 100 values" in 1 "'arr-scale.h5':/x has a 'scale' attribute that is not one finite number" \
+    train base.yaml data.train=arr-scale.h5 checkpoint.dir=
+expect_ok "data.scale overrides it" in train base.yaml data.train=arr-scale.h5 data.scale=1 checkpoint.dir= --quiet
+expect_error "a stored chunk larger than the chunk" in 1 "'bigchunk.h5':/x: chunk 0 holds 600 bytes, expected 512; the file is damaged" \
+    train base.yaml data.train=bigchunk.h5 checkpoint.dir=
+
 # IDX headers: three 32-bit dimensions pass 2^63; a 16-byte file may claim 784 MB
 $PY - <<'PY'
 import struct
