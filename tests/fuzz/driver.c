@@ -54,13 +54,6 @@
 
 #include "fuzz.h"
 
-/* sanitizer defaults for the worker (the environment's ASAN_OPTIONS still win): a huge allocation
- * a crafted file asks for fails as malloc does, it is not a finding by itself */
-const char *__asan_default_options(void);
-const char *__asan_default_options(void) {
-  return "allocator_may_return_null=1:max_allocation_size_mb=1024";
-}
-
 typedef struct input {
   uint8_t *data;
   size_t n;
