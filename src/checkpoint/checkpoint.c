@@ -362,6 +362,15 @@ static int check_data(hid_t ds, const char *path, const char *full, float *dst, 
                     "checkpoint '%s': %s keeps its data outside the file (external or virtual storage); the file was "
                     "not written by ddtrain",
                     path, full);
+  hid_t sp = H5Dget_space(ds);
+  hsize_t dims[H5S_MAX_RANK];
+  const int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+  H5Sclose(sp);
+  if (nd < 0 || dd__h5_check_stored(ds, path, full, "a tensor", nd, dims, n * (int64_t)sizeof(float)) != DD_OK) {
+    dd_error_clear();
+    return dd_error(DD_ECKPT, "checkpoint '%s': %s does not hold the values its shape says; the file is damaged", path,
+                    full);
+  }
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
     return dd_error(DD_ECKPT, "checkpoint '%s': %s cannot be read (%s); the file is damaged: use an earlier checkpoint",
                     path, full, "HDF5 read failed");

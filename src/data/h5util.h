@@ -69,7 +69,8 @@ int dd__h5_size(const char *path, const char *name, const char *role, int ndim, 
  * file stores of it (at most the file's size) times 1100 (gzip compresses at
  * most 1032:1), plus 64 MiB of fill values. A 2 KB file whose never-written
  * chunks claim terabytes is a DD_EDATA error naming the shape and the sizes
- * instead of being read (or counted) for ever. */
+ * instead of being read (or counted) for ever. A compact dataset must hold
+ * exactly its bytes. */
 int dd__h5_check_stored(hid_t dset, const char *path, const char *name, const char *role, int ndim, const hsize_t *dims,
                         int64_t bytes);
 /* True if the dataset's data lives outside its file (external raw files, or
