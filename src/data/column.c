@@ -121,6 +121,22 @@ static int open_chunked(hid_t dset, hid_t dcpl, int64_t file_size, int64_t cache
       return col_fail(c, "has more chunks than ddtrain counts; the file is damaged");
   }
   c->chunk_bytes = (size_t)cbytes;
+  /* a file that stores few of its chunks is not data: a small file of 4 Mi never-written one-byte
+   * chunks trained on 4 Mi rows of fill values (and the index is asked cell by cell below) */
+  hsize_t nstored = 0;
+  hid_t space = H5Dget_space(dset);
+  const herr_t counted = space >= 0 ? H5Dget_num_chunks(dset, space, &nstored) : -1;
+  if (space >= 0)
+    H5Sclose(space);
+  if (counted < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return col_fail(c, "has a chunk index HDF5 cannot read; the file is damaged");
+  }
+  if ((uint64_t)c->ncells > 1100 * (uint64_t)nstored + 65536)
+    return dd_error(DD_EDATA,
+                    "'%s':%s has %lld chunks of which the file stores %llu: the rest were never written; the file is "
+                    "damaged or unfinished",
+                    c->path, c->name, (long long)c->ncells, (unsigned long long)nstored);
   c->cells = dd_alloc((size_t)c->ncells, sizeof *c->cells);
   if (!c->cells)
     return DD_ENOMEM;

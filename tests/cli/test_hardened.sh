@@ -38,6 +38,9 @@ huge("claims.h5", (2**40, 4), (4096, 4))                        # 16 TiB that we
 with h5py.File("rows-y.h5", "w") as f:                          # the labels are the huge ones
     f["x"] = np.zeros((4, 16), dtype="f4")
     f.create_dataset("y", shape=(2**61, 4), dtype="i4", chunks=(1024, 4), fillvalue=0)
+with h5py.File("cells.h5", "w") as f:                           # 4 Mi one-byte chunks, none written
+    f.create_dataset("x", shape=(4194304, 1), dtype="u1", chunks=(1, 1), fillvalue=0)
+    f.create_dataset("y", shape=(4194304,), dtype="u1", chunks=(4096,), fillvalue=0)
 with h5py.File("vocab.h5", "w") as f:                           # a vocabulary of 2^40 entries
     f["x"] = np.zeros((4, 16), dtype="f4")
     f["y"] = np.zeros(4, dtype="i4")
@@ -67,6 +70,8 @@ expect_error "16 TiB claimed, eval" in 1 "'claims.h5':/x (features) has shape 10
 expect_ok "inspect of the claimed 16 TiB returns" in data inspect claims.h5
 grep -qF "values not read: 'claims.h5':x (data inspect) has shape 1099511627776x4" "$out" ||
     fail "inspect does not say why the values are not read"
+expect_error "4 Mi never-written chunks" in 1 "'cells.h5':/x has 4194304 chunks of which the file stores 0: the rest were never written" \
+    train base.yaml data.train=cells.h5 checkpoint.dir=
 expect_error "labels past 2^63 bytes" in 1 "'rows-y.h5':/y (labels) has shape 2305843009213693952x4, whose size overflows 64 bits" \
     train base.yaml data.train=rows-y.h5 checkpoint.dir=
 expect_error "a vocabulary of 2^40 entries" in 1 "'vocab.h5':/vocab (vocabulary) has shape 1099511627776 (4.4e+12 bytes)" \
