@@ -4,6 +4,7 @@
 #   bash jobs/install-deps.sh            build + run: compiler, CMake, Open MPI, parallel HDF5, OpenBLAS, libyaml
 #   bash jobs/install-deps.sh test       + what the test suite needs (h5py, h5diff, iproute2, Slurm, podman, ...)
 #   bash jobs/install-deps.sh bench      + PyTorch for the side-by-side benchmarks
+#   bash jobs/install-deps.sh fuzz       + clang and libFuzzer, for the coverage-guided fuzz build (preset fuzz)
 #
 # Runs apt-get only for packages that are missing, so a second run is silent and fast.
 set -euo pipefail
@@ -15,6 +16,7 @@ test=(python3 python3-numpy python3-h5py python3-xxhash iproute2 procps util-lin
       podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-client strace
       clang-format cppcheck shellcheck)
 bench=(python3 python3-torch python3-numpy)
+fuzz=(clang libclang-rt-14-dev)
 
 want=("${build[@]}")
 for group in "$@"; do
@@ -22,7 +24,8 @@ for group in "$@"; do
         build) ;;
         test) want+=("${test[@]}") ;;
         bench) want+=("${bench[@]}") ;;
-        *) echo "install-deps.sh: unknown group '$group' (build, test, bench)" >&2; exit 2 ;;
+        fuzz) want+=("${fuzz[@]}") ;;
+        *) echo "install-deps.sh: unknown group '$group' (build, test, bench, fuzz)" >&2; exit 2 ;;
     esac
 done
 

@@ -290,6 +290,11 @@ int dd_data_save(const dd_dataset *ds, const char *path, const char *origin);
  * dataset in an HDF5 file. */
 int dd_data_inspect(const char *path, FILE *out);
 
+/* HDF5 objects this process holds open (files, groups, datasets, named
+ * types, attributes): 0 between commands, or an error path left something
+ * open. For tests (the fuzz targets check it after every input). */
+int64_t dd_data_open_objects(void);
+
 /* ---- synthetic data and converters (data synth / data import) -------- */
 
 typedef struct dd_synth_spec {

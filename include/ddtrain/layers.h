@@ -22,6 +22,9 @@
 #define DD_SHAPE_MAX 4
 #define DD_LAYER_MAX_PARAMS 8
 #define DD_NAME_MAX 32
+/* Values per sample of a layer's input or output, and per parameter tensor:
+ * the kernels index them with int (checked when a model is built). */
+#define DD_TENSOR_MAX 0x7fffffffLL
 
 /* Per-sample shape (no batch dimension): [D], [C, H, W], [T], [T, D]. */
 typedef struct dd_shape {
@@ -29,6 +32,8 @@ typedef struct dd_shape {
   int64_t d[DD_SHAPE_MAX];
 } dd_shape;
 
+/* Values in a shape: the product of its dimensions, or -1 if a dimension is
+ * negative or the product overflows int64 (shapes come from files). */
 int64_t dd_shape_size(dd_shape s);
 /* "1x28x28" into buf; returns buf. */
 char *dd_shape_str(dd_shape s, char *buf, int n);

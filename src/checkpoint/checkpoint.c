@@ -72,21 +72,39 @@ static int write_shape(hid_t f, dd_shape s) {
   return rc;
 }
 
+/* 0, -1 if missing (or not integers), 1 if it has more than DD_SHAPE_MAX values */
 static int read_shape(hid_t f, dd_shape *s) {
   memset(s, 0, sizeof *s);
-  if (H5Aexists(f, "input_shape") <= 0)
+  int64_t n = 0;
+  hid_t a = dd__h5_attr_open(f, "input_shape", INT64_MAX, &n);
+  if (a < 0)
     return -1;
-  hid_t a = H5Aopen(f, "input_shape", H5P_DEFAULT);
-  hid_t sp = H5Aget_space(a);
-  hssize_t n = H5Sget_simple_extent_npoints(sp);
-  int rc = -1;
-  if (n >= 1 && n <= DD_SHAPE_MAX && H5Aread(a, H5T_NATIVE_INT64, s->d) >= 0) {
+  hid_t t = H5Aget_type(a);
+  const bool ints = H5Tget_class(t) == H5T_INTEGER;
+  H5Tclose(t);
+  int rc = !ints ? -1 : n > DD_SHAPE_MAX ? 1 : H5Aread(a, H5T_NATIVE_INT64, s->d) >= 0 ? 0 : -1;
+  if (rc == 0)
     s->ndim = (int)n;
-    rc = 0;
-  }
-  H5Sclose(sp);
   H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
   return rc;
+}
+
+/* A model's per-sample input shape as the file says it: every dimension at
+ * least 1 and the product countable by the kernels (a crafted
+ * 16x1048577x1099510579201 multiplies to 2^64 + 16, "16 values"). */
+static int check_shape(const char *path, dd_shape s) {
+  char sh[128];
+  int64_t size = 1;
+  bool bad = false;
+  for (int i = 0; i < s.ndim; i++)
+    bad = bad || s.d[i] < 1 || dd_mul_overflows(size, s.d[i], &size);
+  if (!bad && size <= DD_TENSOR_MAX)
+    return DD_OK;
+  return dd_error(DD_ECKPT,
+                  "checkpoint '%s': the input_shape attribute %s is not a per-sample shape ddtrain builds (every "
+                  "dimension at least 1, at most 2^31 - 1 values); the file is damaged",
+                  path, dd_shape_str(s, sh, sizeof sh));
 }
 
 /* the vocabulary of a character model: int32 code points, id order */
@@ -337,13 +355,27 @@ static int open_ckpt(const char *path, hid_t *f) {
  * finite. */
 static int check_data(hid_t ds, const char *path, const char *full, float *dst, int64_t n, bool need_hash) {
   hid_t t = H5Dget_type(ds);
-  bool f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+  bool f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4 && dd__h5_type_ok(t);
   H5Tclose(t);
   if (!f32)
     return dd_error(DD_ECKPT,
                     "checkpoint '%s': %s is not stored as float32; the file was not written by ddtrain or is "
                     "damaged",
                     path, full);
+  if (dd__h5_stored_elsewhere(ds))
+    return dd_error(DD_ECKPT,
+                    "checkpoint '%s': %s keeps its data outside the file (external or virtual storage); the file was "
+                    "not written by ddtrain",
+                    path, full);
+  hid_t sp = H5Dget_space(ds);
+  hsize_t dims[H5S_MAX_RANK];
+  const int nd = H5Sget_simple_extent_dims(sp, dims, NULL);
+  H5Sclose(sp);
+  if (nd < 0 || dd__h5_check_stored(ds, path, full, "a tensor", nd, dims, n * (int64_t)sizeof(float)) != DD_OK) {
+    dd_error_clear();
+    return dd_error(DD_ECKPT, "checkpoint '%s': %s does not hold the values its shape says; the file is damaged", path,
+                    full);
+  }
   if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
     return dd_error(DD_ECKPT, "checkpoint '%s': %s cannot be read (%s); the file is damaged: use an earlier checkpoint",
                     path, full, "HDF5 read failed");
@@ -568,13 +600,21 @@ int dd_checkpoint_config(dd_comm *c, const char *path, char **text, dd_shape *in
         len = (int64_t)H5Tget_size(t) + 1;
         H5Tclose(t);
         H5Aclose(a);
-        buf = dd_alloc((size_t)len, 1);
-        if (!buf)
+        if (len > ((int64_t)16 << 20))
+          rc = dd_error(DD_ECKPT, "checkpoint '%s': the config attribute claims %lld bytes; the file is damaged", path,
+                        (long long)len - 1);
+        else if (!(buf = dd_alloc((size_t)len, 1)))
           rc = DD_ENOMEM;
         else if (dd__h5_read_attr_str(f, "config", buf, (size_t)len) != 0)
           rc = dd_error(DD_ECKPT, "checkpoint '%s': cannot read the config attribute", path);
-        else if (read_shape(f, &shape) != 0)
-          rc = dd_error(DD_ECKPT, "checkpoint '%s' has no input_shape attribute", path);
+        else if ((rc = read_shape(f, &shape)) != 0)
+          rc = rc < 0 ? dd_error(DD_ECKPT, "checkpoint '%s' has no input_shape attribute", path)
+                      : dd_error(DD_ECKPT,
+                                 "checkpoint '%s': the input_shape attribute has more than %d dimensions; the file is "
+                                 "damaged",
+                                 path, DD_SHAPE_MAX);
+        else
+          rc = check_shape(path, shape);
       }
       H5Fclose(f);
     }
@@ -654,10 +694,19 @@ static herr_t verify_one(hid_t obj, const char *name, const dd_h5o_info *info, v
     return 1;
   }
   hid_t sp = H5Dget_space(ds);
-  hssize_t n = H5Sget_simple_extent_npoints(sp);
+  const int nd = H5Sget_simple_extent_ndims(sp);
+  hsize_t dims[H5S_MAX_RANK];
+  int64_t n = -1, bytes = 0;
+  if (nd >= 0 && nd <= H5S_MAX_RANK && H5Sget_simple_extent_dims(sp, dims, NULL) >= 0 &&
+      dd__h5_size(v->path, name, "a tensor", nd, dims, sizeof(float), &n, &bytes) != DD_OK)
+    n = -1;
   H5Sclose(sp);
-  float *buf = n >= 0 && n < ((hssize_t)1 << 34) ? dd_alloc((size_t)(n > 0 ? n : 1), sizeof(float)) : NULL;
-  v->rc = buf ? check_data(ds, v->path, name, buf, (int64_t)n, v->ver >= 2)
+  /* ddtrain writes tensors contiguous and whole: a size the file does not store is not allocated */
+  dd_error_clear();
+  const bool stored = n >= 0 && dd__h5_check_stored(ds, v->path, name, "a tensor", nd, dims, bytes) == DD_OK;
+  dd_error_clear();
+  float *buf = stored && n < ((int64_t)1 << 34) ? dd_alloc((size_t)(n > 0 ? n : 1), sizeof(float)) : NULL;
+  v->rc = buf ? check_data(ds, v->path, name, buf, n, v->ver >= 2)
               : dd_error(DD_ECKPT, "checkpoint '%s': %s has an impossible size; the file is damaged", v->path, name);
   dd_free(buf);
   H5Dclose(ds);

@@ -537,6 +537,13 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
     char err[128];
     if (parse_shape(v, (dd_shape *)dst, err, sizeof err))
       return bad_value(v, label, "a list of positive integers such as [1, 28, 28]");
+    const int64_t size = dd_shape_size(*(dd_shape *)dst);
+    if (size < 0 || size > DD_TENSOR_MAX) {
+      char w[600], sh[96];
+      dd__cn_where(v, w, sizeof w);
+      return dd_error(DD_ECONFIG, "%s%s: %s holds %s values per sample; ddtrain's kernels index at most 2^31 - 1", w,
+                      label, dd_shape_str(*(dd_shape *)dst, sh, sizeof sh), size < 0 ? "more than 2^63" : "too many");
+    }
     return DD_OK;
   }
   if (f->type >= F_AUTO)

@@ -72,6 +72,10 @@ static int open_type(hid_t dset, const char *role, dd__col *c) {
                   "(float32 preferred, other numeric types are converted)",
                   c->path, c->name, role, dd__h5_class_name(cls));
   }
+  if (rc == DD_OK && !dd__h5_type_ok(t))
+    rc = dd_error(DD_EDATA,
+                  "'%s':%s (%s) has a %d-byte %s type whose precision or offset does not fit it; the file is damaged",
+                  c->path, c->name, role, c->esize, dd__h5_class_name(cls));
   if (rc == DD_OK && c->esize > 1) {
     H5T_order_t o = H5Tget_order(t);
     const uint16_t probe = 1;
@@ -101,15 +105,38 @@ static int open_chunked(hid_t dset, hid_t dcpl, int64_t file_size, int64_t cache
                       c->path, c->name, fname[0] ? fname : "?", (int)id, c->name, c->path);
     c->filters[c->nfilters++] = (int)id;
   }
+  /* the chunk shape is the file's word too: checked before it sizes anything */
   c->ncells = 1;
-  size_t celems = 1;
+  int64_t cbytes = c->esize;
   for (int d = 0; d < c->ndim; d++) {
+    if (cd[d] == 0 || cd[d] > ((hsize_t)1 << 32) || dd_mul_overflows(cbytes, (int64_t)cd[d], &cbytes) ||
+        cbytes > ((int64_t)1 << 32)) {
+      char chunk[200];
+      return dd_error(DD_EDATA, "'%s':%s has chunks of %s elements, which HDF5 does not write; the file is damaged",
+                      c->path, c->name, dd__h5_shape_str(c->ndim, cd, chunk, sizeof chunk));
+    }
     c->cdims[d] = (int64_t)cd[d];
-    c->grid[d] = (c->dims[d] + c->cdims[d] - 1) / c->cdims[d];
-    c->ncells *= c->grid[d];
-    celems *= (size_t)cd[d];
+    c->grid[d] = (c->dims[d] - 1) / c->cdims[d] + 1; /* dims > 0 here */
+    if (dd_mul_overflows(c->ncells, c->grid[d], &c->ncells))
+      return col_fail(c, "has more chunks than ddtrain counts; the file is damaged");
   }
-  c->chunk_bytes = celems * (size_t)c->esize;
+  c->chunk_bytes = (size_t)cbytes;
+  /* a file that stores few of its chunks is not data: a small file of 4 Mi never-written one-byte
+   * chunks trained on 4 Mi rows of fill values (and the index is asked cell by cell below) */
+  hsize_t nstored = 0;
+  hid_t space = H5Dget_space(dset);
+  const herr_t counted = space >= 0 ? H5Dget_num_chunks(dset, space, &nstored) : -1;
+  if (space >= 0)
+    H5Sclose(space);
+  if (counted < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return col_fail(c, "has a chunk index HDF5 cannot read; the file is damaged");
+  }
+  if ((uint64_t)c->ncells > 1100 * (uint64_t)nstored + 65536)
+    return dd_error(DD_EDATA,
+                    "'%s':%s has %lld chunks of which the file stores %llu: the rest were never written; the file is "
+                    "damaged or unfinished",
+                    c->path, c->name, (long long)c->ncells, (unsigned long long)nstored);
   c->cells = dd_alloc((size_t)c->ncells, sizeof *c->cells);
   if (!c->cells)
     return DD_ENOMEM;
@@ -128,7 +155,7 @@ static int open_chunked(hid_t dset, hid_t dcpl, int64_t file_size, int64_t cache
       H5Eclear2(H5E_DEFAULT);
       continue; /* never written: the fill value */
     }
-    if ((int64_t)(addr + size) > file_size || size > 0xffffffffu)
+    if (addr > (haddr_t)file_size || size > (hsize_t)file_size - addr || size > 0xffffffffu)
       return dd_error(DD_EDATA,
                       "'%s':%s: chunk %lld lies past the end of the file (%lld bytes); the file is truncated or "
                       "damaged",
@@ -164,11 +191,11 @@ static int open_contig(hid_t dset, int64_t file_size, dd__col *c) {
     c->layout = DD__COL_EMPTY;
     return DD_OK;
   }
-  c->offset = (int64_t)off;
-  if (c->offset + bytes > file_size)
+  c->offset = off > (haddr_t)file_size ? file_size + 1 : (int64_t)off;
+  if (bytes > file_size - c->offset)
     return dd_error(
-        DD_EDATA, "'%s':%s needs bytes up to %lld but the file has %lld; the file is truncated (an interrupted copy?)",
-        c->path, c->name, (long long)(c->offset + bytes), (long long)file_size);
+        DD_EDATA, "'%s':%s needs bytes up to %llu but the file has %lld; the file is truncated (an interrupted copy?)",
+        c->path, c->name, (unsigned long long)off + (unsigned long long)bytes, (long long)file_size);
   /* a read-only map: rows are memcpy'd, no system call per row. Without
    * address space for it (ulimit -v), pread does the same, slower. */
   long page = sysconf(_SC_PAGESIZE);
@@ -214,19 +241,27 @@ int dd__col_open(hid_t f, int fd, const char *path, const char *name, const char
     } else {
       hsize_t d[DD__COL_MAXDIM];
       H5Sget_simple_extent_dims(sp, d, NULL);
+      char shape[200];
+      dd__h5_shape_str(c->ndim, d, shape, sizeof shape);
+      /* every product of the shape is checked: a sample of 16x1048577x1099510579201 values is 2^64 + 16 */
+      int64_t elems, bytes, row_bytes = 0;
+      rc = dd__h5_size(path, name, role, c->ndim, d, c->esize, &elems, &bytes);
       c->row_elems = 1;
-      for (int i = 0; i < c->ndim; i++) {
+      bool over = false; /* with no rows the whole is 0 and the sample's size is checked on its own */
+      for (int i = 1; rc == DD_OK && i < c->ndim && !over; i++)
+        over = dd_mul_overflows(c->row_elems, (int64_t)d[i], &c->row_elems);
+      if (rc == DD_OK && (over || dd_mul_overflows(c->row_elems, c->esize, &row_bytes)))
+        rc = dd_error(DD_EDATA, "'%s':%s (%s) has shape %s, whose sample size overflows 64 bits; the file is damaged",
+                      path, name, role, shape);
+      if (rc == DD_OK && row_bytes > ((int64_t)1 << 32))
+        rc = dd_error(DD_EDATA,
+                      "'%s':%s (%s) has shape %s: one sample holds %lld values, more than ddtrain reads (4 GiB)", path,
+                      name, role, shape, (long long)c->row_elems);
+      if (rc == DD_OK)
+        rc = dd__h5_check_stored(dset, path, name, role, c->ndim, d, bytes);
+      for (int i = 0; rc == DD_OK && i < c->ndim; i++)
         c->dims[i] = (int64_t)d[i];
-        if (i > 0 && dd_mul_overflows(c->row_elems, c->dims[i], &c->row_elems))
-          rc = dd_error(DD_EDATA, "'%s':%s (%s): the sample shape is too large (its size overflows)", path, name, role);
-      }
       c->nrows = c->dims[0];
-      int64_t bytes;
-      if (rc == DD_OK && (dd_mul_overflows(c->row_elems, c->esize, &bytes) || bytes > ((int64_t)1 << 32)))
-        rc = dd_error(DD_EDATA, "'%s':%s (%s): one sample holds %lld values; that is more than ddtrain reads", path,
-                      name, role, (long long)c->row_elems);
-      if (rc == DD_OK && dd_mul_overflows(c->nrows, bytes, &bytes))
-        rc = dd_error(DD_EDATA, "'%s':%s (%s): the dataset's size overflows", path, name, role);
     }
   }
   struct stat st;
@@ -237,7 +272,9 @@ int dd__col_open(hid_t f, int fd, const char *path, const char *name, const char
       rc = dd_error(DD_EDATA, "'%s':%s keeps its data in external files; repack it into the file with h5repack", path,
                     name);
   }
-  if (rc == DD_OK) {
+  if (rc == DD_OK && (c->nrows == 0 || c->row_elems == 0)) {
+    c->layout = DD__COL_EMPTY; /* nothing to read: the caller says what is wrong with that */
+  } else if (rc == DD_OK) {
     switch (H5Pget_layout(dcpl)) {
     case H5D_CONTIGUOUS:
       c->layout = DD__COL_CONTIG;
@@ -369,6 +406,11 @@ static int decode_chunk(dd__col *c, int64_t cell, size_t n, unsigned char *out) 
       break;
     }
     case H5Z_FILTER_SHUFFLE: {
+      /* what is left to unshuffle is the chunk itself: more (a crafted stored size) would overrun the
+       * spare buffer, which holds one chunk */
+      if (n > c->chunk_bytes)
+        return dd_error(DD_EDATA, "'%s':%s: chunk %lld holds %zu bytes, expected %zu; the file is damaged", c->path,
+                        c->name, (long long)cell, n, c->chunk_bytes);
       unsigned char *dst = cur == c->raw ? spare : c->raw;
       const size_t es = (size_t)c->esize, nel = n / es;
       for (size_t b = 0; b < es; b++)

@@ -46,11 +46,17 @@ static int open_array(hid_t f, const dd_dataset *ds, const char *name, const cha
     return DD_H5_FAIL("H5Dopen", ds->path);
   hid_t t = H5Dget_type(*dset);
   *cls = H5Tget_class(t);
+  const bool type_ok = dd__h5_type_ok(t);
   H5Tclose(t);
   if (*cls != H5T_INTEGER && *cls != H5T_FLOAT)
     return dd_error(DD_EDATA,
                     "'%s':%s (%s) has %s elements; it must be numeric "
                     "(float32 preferred, other numeric types are converted)",
+                    ds->path, name, role, dd__h5_class_name(*cls));
+  if (!type_ok)
+    return dd_error(DD_EDATA,
+                    "'%s':%s (%s) has a %s type of an odd size or layout; store 1, 2, 4 or 8-byte integers or IEEE "
+                    "float32/float64",
                     ds->path, name, role, dd__h5_class_name(*cls));
   hid_t sp = H5Dget_space(*dset);
   *ndim = H5Sget_simple_extent_ndims(sp);
@@ -98,18 +104,33 @@ static int read_on_root(dd_dataset *ds, const char *key, load_header *h) {
                   ds->path, ds->yname, ny);
     goto out;
   }
+  /* the shapes are the file's word: every product is checked, and a file cannot claim more than it stores
+   * (a 2 KB file of never-written chunks may say 1x16x1048577x1099510579201, whose sample size wraps to 16) */
+  int64_t xelems, xbytes, yelems = 0, ybytes = 0;
+  rc = dd__h5_size(ds->path, ds->xname, "features", nx, xd, sizeof(float), &xelems, &xbytes);
+  if (!rc && want_y)
+    rc = dd__h5_size(ds->path, ds->yname, "labels", ny, yd, sizeof(int32_t), &yelems, &ybytes);
+  if (!rc && (dd__h5_stored_elsewhere(dx) || (want_y && dd__h5_stored_elsewhere(dy))))
+    rc = dd_error(DD_EDATA, "'%s': %s or %s keeps its data outside the file; repack it into the file with h5repack",
+                  ds->path, ds->xname, want_y ? ds->yname : "");
+  if (!rc)
+    rc = dd__h5_check_stored(dx, ds->path, ds->xname, "features", nx, xd, xbytes);
+  if (!rc && want_y)
+    rc = dd__h5_check_stored(dy, ds->path, ds->yname, "labels", ny, yd, ybytes);
+  if (rc)
+    goto out;
   ds->n = (int64_t)xd[0];
   ds->xshape.ndim = nx > 1 ? nx - 1 : 1;
   ds->xshape.d[0] = 1;
   for (int i = 1; i < nx; i++)
     ds->xshape.d[i - 1] = (int64_t)xd[i];
-  ds->xsize = dd_shape_size(ds->xshape);
+  ds->xsize = xelems / ds->n;
   if (want_y) {
     ds->ykind = cy == H5T_INTEGER ? DD_LABELS_CLASS : DD_LABELS_FLOAT;
     ds->yshape.ndim = ny - 1;
     if (ny == 2)
       ds->yshape.d[0] = (int64_t)yd[1];
-    ds->ysize = dd_shape_size(ds->yshape);
+    ds->ysize = yelems / ds->n;
   }
   if (ds->xsize <= 0 || (want_y && ds->ysize <= 0)) {
     rc = dd_error(DD_EDATA, "'%s': %s or %s has a zero-sized dimension", ds->path, ds->xname, ds->yname);

@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ddtrain/core.h"
+#include "ddtrain/data.h"
 #include "h5util.h"
 
 void dd__h5_quiet(void) {
@@ -17,6 +19,11 @@ void dd__h5_quiet(void) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     done = 1;
   }
+}
+
+int64_t dd_data_open_objects(void) {
+  ssize_t n = H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
+  return n < 0 ? 0 : (int64_t)n;
 }
 
 enum { H5_DESC_MAX = 160 }; /* HDF5's own text in our one-line message, at most */
@@ -200,11 +207,57 @@ int dd__h5_attr_i64(hid_t obj, const char *name, int64_t value) {
   return rc;
 }
 
+bool dd__h5_type_ok(hid_t t) {
+  switch (H5Tget_class(t)) {
+  case H5T_INTEGER: {
+    /* a crafted 0-byte integer type, or precision and offset past its size, make HDF5 1.10's
+     * conversions read outside their buffers (H5T__bit_copy) */
+    const size_t size = H5Tget_size(t), prec = H5Tget_precision(t);
+    const int off = H5Tget_offset(t);
+    const H5T_order_t o = H5Tget_order(t);
+    return (size == 1 || size == 2 || size == 4 || size == 8) && prec >= 1 && off >= 0 &&
+           (size_t)off + prec <= 8 * size && (o == H5T_ORDER_LE || o == H5T_ORDER_BE);
+  }
+  case H5T_FLOAT:
+    return H5Tequal(t, H5T_IEEE_F32LE) > 0 || H5Tequal(t, H5T_IEEE_F32BE) > 0 || H5Tequal(t, H5T_IEEE_F64LE) > 0 ||
+           H5Tequal(t, H5T_IEEE_F64BE) > 0;
+  case H5T_STRING:
+    return H5Tis_variable_str(t) > 0 || H5Tget_size(t) >= 1;
+  default:
+    return false;
+  }
+}
+
+hid_t dd__h5_attr_open(hid_t obj, const char *name, int64_t max_points, int64_t *points) {
+  if (H5Aexists(obj, name) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
+  hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
+  const hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  const bool ok = n >= 1 && n <= max_points && t >= 0 && dd__h5_type_ok(t);
+  if (sp >= 0)
+    H5Sclose(sp);
+  if (t >= 0)
+    H5Tclose(t);
+  H5Eclear2(H5E_DEFAULT);
+  if (!ok) {
+    H5Aclose(a);
+    return -1;
+  }
+  if (points)
+    *points = (int64_t)n;
+  return a;
+}
+
 int dd__h5_read_attr_str(hid_t obj, const char *name, char *buf, size_t n) {
   buf[0] = '\0';
-  if (H5Aexists(obj, name) <= 0)
-    return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t a = dd__h5_attr_open(obj, name, 1, NULL);
   if (a < 0)
     return -1;
   int rc = -1;
@@ -239,17 +292,17 @@ int dd__h5_read_attr_str(hid_t obj, const char *name, char *buf, size_t n) {
   if (ft >= 0)
     H5Tclose(ft);
   H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
   return rc;
 }
 
 int dd__h5_read_attr_i64(hid_t obj, const char *name, int64_t *value) {
-  if (H5Aexists(obj, name) <= 0)
-    return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t a = dd__h5_attr_open(obj, name, 1, NULL);
   if (a < 0)
     return -1;
   int rc = H5Aread(a, H5T_NATIVE_INT64, value) < 0 ? -1 : 0;
   H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
   return rc;
 }
 
@@ -268,13 +321,12 @@ int dd__h5_attr_f64(hid_t obj, const char *name, double value) {
 }
 
 int dd__h5_read_attr_f64(hid_t obj, const char *name, double *value) {
-  if (H5Aexists(obj, name) <= 0)
-    return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  hid_t a = dd__h5_attr_open(obj, name, 1, NULL);
   if (a < 0)
     return -1;
   int rc = H5Aread(a, H5T_NATIVE_DOUBLE, value) < 0 ? -1 : 0;
   H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
   return rc;
 }
 
@@ -309,6 +361,83 @@ int dd__h5_read_attr_f64v(hid_t obj, const char *name, double *v, int64_t n) {
   return rc;
 }
 
+char *dd__h5_shape_str(int ndim, const hsize_t *dims, char *buf, size_t n) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < ndim && used < n; i++) {
+    int w = snprintf(buf + used, n - used, "%s%llu", i ? "x" : "", (unsigned long long)dims[i]);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+  if (ndim == 0)
+    snprintf(buf, n, "scalar");
+  return buf;
+}
+
+int dd__h5_size(const char *path, const char *name, const char *role, int ndim, const hsize_t *dims, int64_t esize,
+                int64_t *elems, int64_t *bytes) {
+  int64_t e = 1, b = 0;
+  bool over = false;
+  for (int i = 0; i < ndim && !over; i++)
+    over = dims[i] > (hsize_t)INT64_MAX || dd_mul_overflows(e, (int64_t)dims[i], &e);
+  if (over || dd_mul_overflows(e, esize, &b)) {
+    char shape[200];
+    return dd_error(DD_EDATA,
+                    "'%s':%s (%s) has shape %s, whose size overflows 64 bits; the file is damaged or was not "
+                    "written as a dataset",
+                    path, name, role, dd__h5_shape_str(ndim, dims, shape, sizeof shape));
+  }
+  *elems = e;
+  *bytes = b;
+  return DD_OK;
+}
+
+int dd__h5_check_stored(hid_t dset, const char *path, const char *name, const char *role, int ndim, const hsize_t *dims,
+                        int64_t bytes) {
+  struct stat st;
+  int64_t file = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+  int64_t stored = (int64_t)H5Dget_storage_size(dset);
+  hid_t dcpl = H5Dget_create_plist(dset);
+  const bool compact = dcpl >= 0 && H5Pget_layout(dcpl) == H5D_COMPACT;
+  if (dcpl >= 0)
+    H5Pclose(dcpl);
+  H5Eclear2(H5E_DEFAULT);
+  /* compact: the data is in the object header, exactly; HDF5 1.10 reads the shape's worth from
+   * whatever the header holds (a NULL buffer for 0 bytes: SEGV in H5D__compact_readvv) */
+  if (compact && stored != bytes) {
+    char shape[200];
+    return dd_error(DD_EDATA,
+                    "'%s':%s (%s) is a compact dataset of shape %s (%lld bytes) whose header holds %lld bytes of it; "
+                    "the file is damaged",
+                    path, name, role, dd__h5_shape_str(ndim, dims, shape, sizeof shape), (long long)bytes,
+                    (long long)stored);
+  }
+  if (stored < 0 || stored > file)
+    stored = file;
+  const int64_t fill = (int64_t)64 << 20;
+  if (stored > (INT64_MAX - fill) / 1100 || bytes <= stored * 1100 + fill)
+    return DD_OK;
+  char shape[200];
+  return dd_error(DD_EDATA,
+                  "'%s':%s (%s) has shape %s (%.3g bytes) but the file stores %lld bytes of it: its chunks were never "
+                  "written; the file is damaged or unfinished",
+                  path, name, role, dd__h5_shape_str(ndim, dims, shape, sizeof shape), (double)bytes,
+                  (long long)stored);
+}
+
+bool dd__h5_stored_elsewhere(hid_t dset) {
+  hid_t dcpl = H5Dget_create_plist(dset);
+  if (dcpl < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return true;
+  }
+  const bool elsewhere = H5Pget_external_count(dcpl) != 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL;
+  H5Pclose(dcpl);
+  H5Eclear2(H5E_DEFAULT);
+  return elsewhere;
+}
+
 int dd__h5_read_i32_vector(hid_t f, const char *path, const char *name, const char *role, int64_t *n, int32_t **out) {
   *out = NULL;
   *n = 0;
@@ -319,6 +448,7 @@ int dd__h5_read_i32_vector(hid_t f, const char *path, const char *name, const ch
     return DD_H5_FAIL("H5Dopen", path);
   hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
   const H5T_class_t cls = H5Tget_class(t);
+  const bool type_ok = dd__h5_type_ok(t);
   const int nd = H5Sget_simple_extent_ndims(sp);
   hsize_t dim = 0;
   if (nd == 1)
@@ -326,9 +456,17 @@ int dd__h5_read_i32_vector(hid_t f, const char *path, const char *name, const ch
   H5Tclose(t);
   H5Sclose(sp);
   int rc = DD_OK;
-  if (cls != H5T_INTEGER || nd != 1)
+  if (cls != H5T_INTEGER || nd != 1 || !type_ok)
     rc = dd_error(DD_EDATA, "'%s':%s (%s) must be a 1-D integer dataset; it has %d dimension(s) of %s", path, name,
                   role, nd, dd__h5_class_name(cls));
+  int64_t elems = 0, bytes = 0;
+  if (rc == DD_OK && dd__h5_stored_elsewhere(ds))
+    rc = dd_error(DD_EDATA, "'%s':%s (%s) keeps its data outside the file; repack it into the file with h5repack", path,
+                  name, role);
+  if (rc == DD_OK)
+    rc = dd__h5_size(path, name, role, 1, &dim, sizeof(int32_t), &elems, &bytes);
+  if (rc == DD_OK)
+    rc = dd__h5_check_stored(ds, path, name, role, 1, &dim, bytes);
   if (rc == DD_OK) {
     *out = dd_alloc(dim ? (size_t)dim : 1, sizeof(int32_t));
     if (!*out)

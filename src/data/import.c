@@ -304,6 +304,8 @@ static int read_idx(const char *path, int want_ndim, int *ndim, int64_t *dims, u
     rc = dd_error(DD_EDATA, "'%s' has %d dimensions; expected %d (%s)", path, h[3], want_ndim,
                   want_ndim == 1 ? "labels" : "images N x H x W");
   int64_t total = 1;
+  bool over = false;
+  char shape[64] = "";
   for (int i = 0; rc == DD_OK && i < want_ndim; i++) {
     unsigned char b[4];
     if (gzread(g, b, 4) != 4) {
@@ -311,22 +313,41 @@ static int read_idx(const char *path, int want_ndim, int *ndim, int64_t *dims, u
       break;
     }
     dims[i] = ((int64_t)b[0] << 24) | ((int64_t)b[1] << 16) | ((int64_t)b[2] << 8) | b[3];
-    total *= dims[i];
+    size_t used = strlen(shape);
+    snprintf(shape + used, sizeof shape - used, "%s%lld", i ? "x" : "", (long long)dims[i]);
+    over = over || dd_mul_overflows(total, dims[i], &total);
   }
   *ndim = want_ndim;
-  if (rc == DD_OK) {
-    *data = dd_alloc((size_t)total, 1);
-    if (!*data)
-      rc = DD_ENOMEM;
-  }
+  /* the header's word only: three 32-bit dimensions multiply past 2^63, and a 16-byte file may claim
+   * terabytes, so the data is read in growing steps and the header checked against what is there */
+  if (rc == DD_OK && over)
+    rc = dd_error(DD_EDATA, "'%s' claims %s bytes in its header, whose size overflows 64 bits; it is not an IDX file",
+                  path, shape);
+  int64_t cap = 0;
   for (int64_t off = 0; rc == DD_OK && off < total;) {
-    unsigned chunk = (unsigned)(total - off > (1 << 30) ? (1 << 30) : total - off);
+    if (off == cap) {
+      int64_t ncap = cap ? 2 * cap : (int64_t)1 << 20;
+      ncap = ncap < total ? ncap : total;
+      unsigned char *nd = dd_alloc((size_t)ncap, 1);
+      if (!nd) {
+        rc = DD_ENOMEM;
+        break;
+      }
+      if (*data)
+        memcpy(nd, *data, (size_t)off);
+      dd_free(*data);
+      *data = nd;
+      cap = ncap;
+    }
+    unsigned chunk = (unsigned)(cap - off > (1 << 30) ? (1 << 30) : cap - off);
     int got = gzread(g, *data + off, chunk);
     if (got <= 0)
-      rc = dd_error(DD_EDATA, "'%s' is truncated: expected %lld data bytes, got %lld", path, (long long)total,
-                    (long long)off);
+      rc = dd_error(DD_EDATA, "'%s' is truncated: its header (%s) says %lld data bytes, the file holds %lld", path,
+                    shape, (long long)total, (long long)off);
     off += got > 0 ? got : 0;
   }
+  if (rc == DD_OK && !*data && !(*data = dd_alloc(1, 1)))
+    rc = DD_ENOMEM;
   gzclose(g);
   if (rc) {
     dd_free(*data);
@@ -338,11 +359,15 @@ static int read_idx(const char *path, int want_ndim, int *ndim, int64_t *dims, u
 int dd_data_import_idx(const char *images, const char *labels, dd_dataset **out) {
   *out = NULL;
   int ni, nl;
-  int64_t di[3], dl[1];
+  int64_t di[3] = {0}, dl[1] = {0};
   unsigned char *pix = NULL, *lab = NULL;
   int rc = read_idx(images, 3, &ni, di, &pix);
   if (rc == DD_OK)
     rc = read_idx(labels, 1, &nl, dl, &lab);
+  int64_t pixels = 0;
+  if (rc == DD_OK && (dd_mul_overflows(di[1], di[2], &pixels) || di[0] == 0 || pixels == 0))
+    rc = dd_error(DD_EDATA, "'%s' holds %lld images of %lldx%lld pixels; it needs at least one non-empty image", images,
+                  (long long)di[0], (long long)di[1], (long long)di[2]);
   if (rc == DD_OK && di[0] != dl[0])
     rc = dd_error(DD_EDATA, "'%s' has %lld images but '%s' has %lld labels", images, (long long)di[0], labels,
                   (long long)dl[0]);
@@ -354,7 +379,7 @@ int dd_data_import_idx(const char *images, const char *labels, dd_dataset **out)
   if (rc == DD_OK) {
     ds->n = di[0];
     ds->xshape = (dd_shape){3, {1, di[1], di[2], 0}};
-    ds->xsize = di[1] * di[2];
+    ds->xsize = pixels;
     ds->ykind = DD_LABELS_CLASS;
     ds->ysize = 1;
     ds->yc = dd_alloc((size_t)ds->n, sizeof(int32_t));

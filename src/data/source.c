@@ -140,7 +140,10 @@ static int expand_paths(const char *spec, const char *key, char ***out, int *n) 
   return DD_OK;
 }
 
-static int read_attr_f64(hid_t f, const char *dset, const char *name, double *v) {
+/* The number attribute name of dataset dset: DD_OK; DD_ENOTFOUND if it has none or a text one (as
+ * ever: not a map); DD_EDATA (with a message) if numbers other than one finite value (an array was
+ * read past the variable). */
+static int read_attr_f64(hid_t f, const char *path, const char *dset, const char *name, double *v) {
   hid_t d = H5Dopen2(f, dset, H5P_DEFAULT);
   if (d < 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -148,10 +151,19 @@ static int read_attr_f64(hid_t f, const char *dset, const char *name, double *v)
   }
   int rc = DD_ENOTFOUND;
   if (H5Aexists(d, name) > 0) {
-    hid_t a = H5Aopen(d, name, H5P_DEFAULT);
-    rc = a >= 0 && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0 ? DD_OK : DD_EHDF5;
+    hid_t a = H5Aopen(d, name, H5P_DEFAULT), t = a >= 0 ? H5Aget_type(a) : -1;
+    const H5T_class_t cls = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    if (t >= 0)
+      H5Tclose(t);
     if (a >= 0)
       H5Aclose(a);
+    if (cls == H5T_INTEGER || cls == H5T_FLOAT)
+      rc = dd__h5_read_attr_f64(d, name, v) == 0 && isfinite(*v)
+               ? DD_OK
+               : dd_error(DD_EDATA,
+                          "'%s':%s has a '%s' attribute that is not one finite number; fix it, or set data.%s to "
+                          "override it",
+                          path, dset, name, name);
   }
   H5Eclear2(H5E_DEFAULT);
   H5Dclose(d);
@@ -181,13 +193,14 @@ static int open_file(dd_source *s, const dd_source_spec *spec, src_file *sf, boo
                     sf->path, spec->lengths);
   }
   if (rc == DD_OK && first_file) {
-    double v;
-    int a = read_attr_f64(f, spec->xname, "scale", &v);
+    double v = 1.0;
+    int a = spec->map ? DD_ENOTFOUND : read_attr_f64(f, sf->path, spec->xname, "scale", &v);
     s->scale = a == DD_OK ? v : 1.0;
-    a = read_attr_f64(f, spec->xname, "shift", &v);
-    s->shift = a == DD_OK ? v : 0.0;
-    dd_error_clear();
-    rc = dd__h5_read_i32_vector(f, sf->path, "/vocab", "vocabulary", &s->info.nvocab, &s->vocab);
+    int b = a == DD_EDATA || spec->map ? DD_ENOTFOUND : read_attr_f64(f, sf->path, spec->xname, "shift", &v);
+    s->shift = b == DD_OK ? v : 0.0;
+    rc = a == DD_EDATA || b == DD_EDATA ? DD_EDATA : DD_OK;
+    if (rc == DD_OK)
+      rc = dd__h5_read_i32_vector(f, sf->path, "/vocab", "vocabulary", &s->info.nvocab, &s->vocab);
     if (rc == DD_ENOTFOUND)
       rc = DD_OK;
   }
@@ -840,7 +853,8 @@ int dd_source_check_tokens(dd_comm *c, dd_source *s, int64_t V, const char *role
   return dd_error(DD_EDATA,
                   "%s '%s':%s[%lld] step %lld holds token id %.0f, outside [0, %lld) of the embedding; raise "
                   "model.layers.0.vocab to at least %lld (the largest id in the data + 1) or fix the data",
-                  role, path, in->xname, (long long)r, (long long)bad_step, bad_val, (long long)V, (long long)v[2] + 1);
+                  role, path, in->xname, (long long)r, (long long)bad_step, bad_val, (long long)V,
+                  (long long)(v[2] < INT64_MAX ? v[2] + 1 : v[2])); /* an id of 9e18 and more counts as INT64_MAX */
 }
 
 /* ---- splits: positions of a split -> rows of the source ---- */

@@ -86,7 +86,8 @@ char *dd_layer_kind_names(char *buf, int n) {
 int64_t dd_shape_size(dd_shape s) {
   int64_t n = 1;
   for (int i = 0; i < s.ndim; i++)
-    n *= s.d[i];
+    if (dd_mul_overflows(n, s.d[i], &n))
+      return -1; /* a negative dimension, or more values than int64 counts */
   return n;
 }
 
@@ -111,7 +112,8 @@ dd_param *dd_layer_declare(dd_layer *l, bool is_buffer, const char *name, int nd
   p->size = 1;
   for (int i = 0; i < ndim; i++) {
     p->dims[i] = dims[i];
-    p->size *= dims[i];
+    if (p->size >= 0 && dd_mul_overflows(p->size, dims[i], &p->size))
+      p->size = -1; /* too large: dd_model_build refuses it */
   }
   p->init = init;
   p->fan_in = fan_in;

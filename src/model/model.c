@@ -24,9 +24,21 @@ static int build_layers(dd_model *m, const dd_model_spec *spec) {
     if (rc)
       return rc;
     l->out_size = dd_shape_size(l->out);
-    if (l->out.ndim <= 0 || l->out_size <= 0) {
-      char in[64];
+    char in[64], sh[64];
+    if (l->out.ndim > 0 && (l->out_size < 0 || l->out_size > DD_TENSOR_MAX))
+      return dd__layer_error(
+          l, "gives an output of %s values per sample for input %s, more than ddtrain's kernels index (2^31 - 1)",
+          dd_shape_str(l->out, sh, sizeof sh), dd_shape_str(l->in, in, sizeof in));
+    if (l->out.ndim <= 0 || l->out_size <= 0)
       return dd__layer_error(l, "gives an empty output for input %s", dd_shape_str(l->in, in, sizeof in));
+    for (int j = 0; j < l->nparam + l->nbuf; j++) {
+      const dd_param *p = j < l->nparam ? &l->param[j] : &l->buf[j - l->nparam];
+      dd_shape ps = {p->ndim, {0}};
+      for (int d = 0; d < p->ndim && d < DD_SHAPE_MAX; d++)
+        ps.d[d] = p->dims[d];
+      if (p->size < 0 || p->size > DD_TENSOR_MAX)
+        return dd__layer_error(l, "its %s of %s values is larger than ddtrain's kernels index (2^31 - 1)", p->name,
+                               dd_shape_str(ps, sh, sizeof sh));
     }
     cur = l->out;
   }
@@ -74,8 +86,17 @@ int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra,
   *out = NULL;
   if (spec->nlayers <= 0)
     return dd_error(DD_ECONFIG, "model.layers is empty; list at least one layer, e.g. [{type: dense, units: 10}]");
-  if (spec->input.ndim <= 0 || dd_shape_size(spec->input) <= 0)
+  if (spec->input.ndim <= 0 || spec->input.ndim > DD_SHAPE_MAX || dd_shape_size(spec->input) == 0)
     return dd_error(DD_ECONFIG, "model input shape is unknown or empty");
+  const int64_t in_size = dd_shape_size(spec->input);
+  if (in_size < 0 || in_size > DD_TENSOR_MAX) {
+    char sh[96], n[32] = "more than 2^63";
+    if (in_size > 0)
+      snprintf(n, sizeof n, "%lld", (long long)in_size);
+    return dd_error(DD_ECONFIG,
+                    "model input shape %s holds %s values per sample; ddtrain's kernels index at most 2^31 - 1",
+                    dd_shape_str(spec->input, sh, sizeof sh), n);
+  }
   if (max_batch <= 0)
     return dd_error(DD_EINVAL, "model batch capacity must be positive, got %d", max_batch);
   dd_model *m = dd_alloc(1, sizeof *m);
@@ -158,7 +179,12 @@ int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra,
       goto fail;
     if (l->out_size > maxsize)
       maxsize = l->out_size;
-    ws += l->ws_fixed + B * l->ws_per_sample;
+    int64_t per;
+    if (l->ws_fixed < 0 || dd_mul_overflows(B, l->ws_per_sample, &per) || __builtin_add_overflow(ws, per, &ws) ||
+        __builtin_add_overflow(ws, l->ws_fixed, &ws)) {
+      rc = dd__layer_error(l, "needs a workspace larger than 2^63 floats; use a smaller batch or layer");
+      goto fail;
+    }
   }
   m->dbuf[0] = dd_alloc((size_t)(B * maxsize), sizeof(float));
   m->dbuf[1] = dd_alloc((size_t)(B * maxsize), sizeof(float));
