@@ -97,4 +97,41 @@ wait $slow
 [ $? = 138 ] || fail "the first run stopped on SIGUSR1 with 138 ($(tail -n 3 slow.out))"
 expect_ok "the directory is free again" in train slow.yaml train.epochs=1 --resume auto
 no_temp_files ck
+
+# written in HDF5's checksummed format: superblock version 3 (HDF5 1.10), not 0
+$PY -c "
+import sys
+b = open(sys.argv[1], 'rb').read(9)
+assert b[:8] == b'\x89HDF\r\n\x1a\n' and b[8] == 3, b" "$(ls ck/ckpt-0*.h5 | tail -n 1)" || fail "checkpoints use the v1.10 superblock"
+
+# a resume takes the checkpoint's seed: a changed train.seed neither redraws the val_fraction
+# hold-out (validation samples would be trained on) nor the order; the run ends as one without a stop
+cat >hold.yaml <<'YAML'
+model:
+  layers: [{type: dense, units: 16}, relu, {type: dense, units: 3}]
+data: {train: d.h5, val_fraction: 0.2}
+train: {batch_size: 32, epochs: 2, seed: 1}
+checkpoint: {dir: hold-a, keep: 0}
+YAML
+expect_ok "hold-out: two epochs" in train hold.yaml
+expect_ok "hold-out: one epoch" in train hold.yaml train.epochs=1 checkpoint.dir=hold-b
+expect_ok "hold-out: resumed with another train.seed" in train hold.yaml train.seed=2 checkpoint.dir=hold-b --resume auto
+# a mid-epoch resume reports the whole epoch: the same train_loss and train_acc as without a stop
+expect_ok "mid-epoch: to step 11" in train hold.yaml train.max_steps=11 checkpoint.dir=hold-c
+expect_ok "mid-epoch: resumed" in train hold.yaml checkpoint.dir=hold-c --resume auto
+$PY - <<'PY' || fail "resume with another seed, or mid-epoch, differs from the run without a stop"
+import h5py, json
+def last(d):
+    return h5py.File(sorted(__import__("glob").glob(d + "/ckpt-*.h5"))[-1])
+a, b, c = last("hold-a"), last("hold-b"), last("hold-c")
+assert a.attrs["seed"] == b.attrs["seed"] == 1 and a.attrs["step"] == b.attrs["step"] == c.attrs["step"]
+for n in a["params"]:
+    for t in a["params"][n]:
+        x = a["params"][n][t][()].tobytes()
+        assert x == b["params"][n][t][()].tobytes() and x == c["params"][n][t][()].tobytes(), (n, t)
+ep = lambda d: [r for r in map(json.loads, open(d + "/metrics.jsonl")) if r["event"] == "epoch"][-1]
+ea, eb, ec = ep("hold-a"), ep("hold-b"), ep("hold-c")
+for k in ("train_loss", "train_acc", "val_loss", "val_acc", "samples", "samples_digest"):
+    assert ea[k] == eb[k] == ec[k], (k, ea[k], eb[k], ec[k])
+PY
 finish

@@ -67,6 +67,11 @@ if ! ldd "$DDTRAIN" | grep -q libasan; then
     [ $rc = 1 ] && grep -q "^ddtrain: error: out of memory allocating" "$err" &&
         echo "ok   DD_MEM_CHECK=0: the allocation itself fails cleanly" || fail "DD_MEM_CHECK=0: rc $rc, $(cat "$err")"
 fi
+$PY -c "
+import h5py, numpy as np
+with h5py.File('biglabel.h5', 'w') as f:
+    f['x'] = np.zeros((10, 20), np.float32); y = np.zeros(10, np.int64); y[3] = 2**40 + 5; f['y'] = y"
+expect_error "an int64 label past 2^31, named unclamped" in 1 "'biglabel.h5':/y[3] = 1099511627781 is larger than any class id ddtrain takes (2^31 - 1)" train base.yaml data.train=biglabel.h5
 expect_error "a FIFO as data" in 1 "'fifo.h5' (data.train) is not a regular file" train base.yaml data.train=fifo.h5
 head -c 3000 good.h5 > trunc.h5
 expect_error "a truncated HDF5 file: HDF5's reason on the line, no build paths" in 1 "trunc.h5: H5Fopen failed: truncated file: eof = 3000" train base.yaml data.train=trunc.h5
