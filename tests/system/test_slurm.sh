@@ -20,6 +20,11 @@ scontrol ping 2>/dev/null | grep -q 'is UP' ||
 unset OPENBLAS_NUM_THREADS OMP_NUM_THREADS ${!OMPI_MCA_*} OMPI_ALLOW_RUN_AS_ROOT OMPI_ALLOW_RUN_AS_ROOT_CONFIRM
 export DDTRAIN_HOME=$DD_SRC
 exports=PATH,HOME,SLURM_CONF,DDTRAIN_HOME
+# One exception: the emulated nodes are one host, where the container tests add and remove podman's
+# bridge (10.88.0.1) while these run; Open MPI's TCP transport, having seen it at start, failed to bind
+# to it mid-run. Keep MPI's TCP on loopback, which is what connects the emulated nodes anyway.
+export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+exports+=,OMPI_MCA_btl_tcp_if_include,OMPI_MCA_oob_tcp_if_include
 # the scripts find build/release/ddtrain of the checkout themselves; say so only for another build
 [ "$(readlink -f "$DDTRAIN")" = "$(readlink -f "$DD_SRC/build/release/ddtrain")" ] || exports+=,DDTRAIN
 make_data "$DD_SCRATCH/data" || finish
@@ -86,7 +91,7 @@ PY
 
 # run_case NAME SCRIPT NODES TASKS_PER_NODE CPUS LAUNCHER: fresh run, then a resubmission one epoch longer
 run_case() {
-    local name=$1 script=$2 nodes=$3 tpn=$4 cpus=$5 launcher=$6 ranks=$(($3 * $4)) id out spe
+    local name=$1 script=$2 nodes=$3 tpn=$4 cpus=$5 launcher=$6 ranks=$(($3 * $4)) id out=$out spe
     step "submit $script ($launcher, $nodes node(s) x $tpn task(s) x $cpus CPU(s))"
     id=$(submit "$name" "$script" --nodes="$nodes" --ntasks-per-node="$tpn" --cpus-per-task="$cpus" \
          -- --launcher "$launcher" "$DD_SCRATCH/data/quick.yaml") || { fail "sbatch $script"; return 1; }
@@ -199,7 +204,7 @@ preempt_requeue() {
 # stall-requeue: a rank that stops (SIGSTOP at step 20, every time the job runs) is named by the
 # watchdog, the job ends with 75 and requeues itself (DD_REQUEUE=1) at most DD_REQUEUE_MAX=1 times
 stall_requeue() {
-    local id out
+    local id out=$out
     step "submit the long run (srun, 1 node x 2 tasks) with rank 1 stopping at step 20, train.timeout=5"
     id=$(DD_REQUEUE=1 DD_REQUEUE_MAX=1 DD_FAULT=stop@1:20 SUBMIT_EXPORTS=DD_REQUEUE,DD_REQUEUE_MAX,DD_FAULT \
          submit sq single-node.sbatch --ntasks-per-node=2 -- "$DD_SCRATCH/data/long.yaml" train.timeout=5) ||
