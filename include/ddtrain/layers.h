@@ -112,6 +112,12 @@ typedef struct dd_pass {
   /* Sum buf[0..n) over all ranks in place; NULL = single process. */
   int (*allreduce)(void *ctx, double *buf, int n);
   void *allreduce_ctx;
+  /* Backward only, NULL = none: called by dd_model_backward after layer i's
+   * backward returned, so the gradients of layers i..nlayers-1 are final for
+   * this pass (gradient buckets can start reducing while earlier layers
+   * compute). A non-zero return ends the backward pass with that status. */
+  int (*grad_ready)(void *ctx, int layer);
+  void *grad_ready_ctx;
 } dd_pass;
 
 typedef struct dd_layer dd_layer;

@@ -304,6 +304,8 @@ int dd_model_backward(dd_model *m, const dd_pass *p) {
     dd_layer *l = &m->layers[i];
     float *dx = i > 0 ? m->dbuf[cur ^ 1] : NULL;
     int rc = l->kind->backward(l, p, m->acts[i], m->acts[i + 1], m->dbuf[cur], dx);
+    if (rc == DD_OK && p->grad_ready)
+      rc = p->grad_ready(p->grad_ready_ctx, i);
     if (rc)
       return rc;
     cur ^= 1;
@@ -313,6 +315,18 @@ int dd_model_backward(dd_model *m, const dd_pass *p) {
 
 void dd_model_zero_grad(dd_model *m) {
   memset(m->grads, 0, sizeof(float) * (size_t)(m->nparams + m->grad_extra));
+}
+
+void dd_model_layer_range(const dd_model *m, int i, int64_t *lo, int64_t *hi) {
+  const dd_layer *l = &m->layers[i];
+  *lo = *hi = 0;
+  for (int j = 0; j < l->nparam; j++) {
+    const int64_t a = l->param[j].offset, b = a + l->param[j].size;
+    if (j == 0 || a < *lo)
+      *lo = a;
+    if (j == 0 || b > *hi)
+      *hi = b;
+  }
 }
 
 uint64_t dd_model_checksum(const dd_model *m) {
