@@ -10,7 +10,7 @@
 #include "ddtrain/config.h"
 #include "tree.h"
 
-enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE };
+enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE, F_OVERLAP, F_WIRE };
 /* optimizer and schedule keys (optim.h, schedule.h): F_AUTO is a number or
  * "auto" (NaN: the optimizer's default) */
 enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES };
@@ -141,6 +141,16 @@ static const field train_fields[] = {
     {"skip_max", F_I64, OFF(skip_max), 0, 1, 1e9, "10",
      "train.skip_zscore: stop (with a checkpoint) after this many consecutive skipped steps"},
 };
+static const field comm_fields[] = {
+    {"overlap", F_OVERLAP, OFF(overlap), 0, 0, 0, "thread",
+     "gradient sync overlapped with backward: thread (a communication thread reduces each bucket as soon as "
+     "backward has finished it), poll (non-blocking reductions progressed between layers) or off (one reduction "
+     "after backward)"},
+    {"bucket_mb", F_F64, OFF(bucket_mb), 0, 0.0001, 1e6, "1",
+     "gradient bucket size in MiB: layers' gradients, last layer first, are reduced in buckets of about this size"},
+    {"grad_dtype", F_WIRE, OFF(grad_dtype), 0, 0, 0, "f32",
+     "what gradients are sent as: f32, or bf16 (half the bytes, summed in float32; docs/communication.md)"},
+};
 static const field ckpt_fields[] = {
     {"dir", F_STR, STR(ckpt_dir), 0, 0, "checkpoints", "checkpoint directory (\"\" = no checkpoints)"},
     {"every_epochs", F_I64, OFF(ckpt_every_epochs), 0, 0, 1e9, "1", "save every N epochs (0 = only at the end)"},
@@ -152,7 +162,8 @@ static const field ckpt_fields[] = {
   { n, f, (int)(sizeof f / sizeof f[0]) }
 static const section sections[] = {
     SEC("model", model_fields),       SEC("data", data_fields),   SEC("optim", optim_fields),
-    SEC("schedule", schedule_fields), SEC("train", train_fields), SEC("checkpoint", ckpt_fields),
+    SEC("schedule", schedule_fields), SEC("train", train_fields), SEC("comm", comm_fields),
+    SEC("checkpoint", ckpt_fields),
 };
 #define NSECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
@@ -598,13 +609,22 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
     break;
   }
   case F_SHUFFLE:
-    if (strcmp(s, "global") == 0)
-      *(int *)dst = DD_SHUFFLE_GLOBAL;
-    else if (strcmp(s, "chunks") == 0)
-      *(int *)dst = DD_SHUFFLE_CHUNKS;
-    else
-      return bad_value(v, label, "global or chunks");
+  case F_OVERLAP:
+  case F_WIRE: {
+    /* one of a few words: value i + 1 of the field's list */
+    static const char *const words[][3] = {[F_SHUFFLE] = {"global", "chunks", NULL},
+                                           [F_OVERLAP] = {"thread", "poll", "off"},
+                                           [F_WIRE] = {"f32", "bf16", NULL}};
+    static const char *const expect[] = {
+        [F_SHUFFLE] = "global or chunks", [F_OVERLAP] = "thread, poll or off", [F_WIRE] = "f32 or bf16"};
+    int k = 0;
+    while (k < 3 && words[f->type][k] && strcmp(s, words[f->type][k]) != 0)
+      k++;
+    if (k == 3 || !words[f->type][k])
+      return bad_value(v, label, expect[f->type]);
+    *(int *)dst = k + 1;
     break;
+  }
   case F_PATHS:
   case F_STR:
     if (strlen(s) >= f->size) {

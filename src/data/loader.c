@@ -66,6 +66,10 @@ static void *run(void *arg) {
     if (mb->status == DD_OK && j == 0 && dd_fault("read", p->rank, step))
       mb->status = dd_error(DD_EIO, "reading the samples of step %lld on rank %d failed: Input/output error (injected)",
                             (long long)step, p->rank);
+    if (mb->status == DD_OK && j > 0 && j == p->accum - 1 && dd_fault("readlast", p->rank, step))
+      mb->status =
+          dd_error(DD_EIO, "reading the last micro-batch of step %lld on rank %d failed: Input/output error (injected)",
+                   (long long)step, p->rank);
     if (mb->status == DD_OK && j == 0 && dd_fault("slowio", p->rank, step))
       sleep(3600); /* a file system that stops answering */
     if (mb->status == DD_OK)
