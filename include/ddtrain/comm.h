@@ -124,6 +124,10 @@ void dd_sync_free(dd_sync *s);
 /* The mode in effect (THREAD becomes POLL when MPI has no thread support). */
 int dd_sync_mode(const dd_sync *s);
 int64_t dd_sync_bytes_per_step(const dd_sync *s);
+/* After dd_sync_finish: when bucket b's reduction ran this step (dd_now()
+ * seconds; started to seen done) and the bytes it handed to MPI. */
+void dd_sync_bucket_times(const dd_sync *s, int b, double *t0, double *t1);
+int64_t dd_sync_bucket_bytes(const dd_sync *s, int b);
 /* Buckets 0..bucket are final: start those not started. */
 int dd_sync_start(dd_sync *s, int bucket);
 /* POLL: let the started reductions progress (cheap; call between layers). */

@@ -117,7 +117,9 @@ typedef struct dd_pass {
    * this pass (gradient buckets can start reducing while earlier layers
    * compute). A non-zero return ends the backward pass with that status. */
   int (*grad_ready)(void *ctx, int layer);
-  void *grad_ready_ctx;
+  /* Forward only, NULL = none: called after layer i's forward (tracing). */
+  void (*forward_done)(void *ctx, int layer);
+  void *hook_ctx; /* of grad_ready and forward_done */
 } dd_pass;
 
 typedef struct dd_layer dd_layer;
@@ -152,6 +154,9 @@ struct dd_layer {
   float *ws;             /* view: ws_fixed + max_batch * ws_per_sample */
   int max_batch;
   bool in_place_ok; /* forward may run with x == y (elementwise layers) */
+  /* forward FLOPs per sample of the layer's matrix products (2 per
+   * multiply-add), set by setup; elementwise work is not counted (0) */
+  double flops;
 };
 
 /* Kind lookup by config name; NULL if unknown. */

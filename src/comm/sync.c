@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
 
 #include "comm_impl.h"
 #include "ddtrain/core.h"
@@ -23,7 +25,8 @@ typedef struct piece {
   /* bf16: n padded to a multiple of P, slices of n_pad / P */
   int64_t n_pad, off16; /* offset into the bf16 buffers */
   MPI_Request req;
-  int stage; /* poll: 0 not started, 1 first collective in flight, 2 second (bf16), 3 done */
+  double t_beg, t_end; /* this step: dd_now() when it was started (taken by the thread) and seen done */
+  int stage;           /* poll: 0 not started, 1 first collective in flight, 2 second (bf16), 3 done */
 } piece;
 
 struct dd_sync {
@@ -115,40 +118,6 @@ static int reduce_blocking(dd_sync *s, piece *p) {
   return e;
 }
 
-static void *sync_thread(void *arg) {
-  dd_sync *s = arg;
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (!s->th_quit && s->th_next >= s->th_started)
-      pthread_cond_wait(&s->cv, &s->mu);
-    if (s->th_quit)
-      break;
-    piece *p = &s->pc[s->th_next++];
-    const bool failed = s->th_status != DD_OK;
-    pthread_mutex_unlock(&s->mu);
-    int e = MPI_SUCCESS;
-    const double t = MPI_Wtime();
-    if (!failed) /* after an MPI error the communicator is unusable: the step fails */
-      e = reduce_blocking(s, p);
-    const double dt = MPI_Wtime() - t;
-    pthread_mutex_lock(&s->mu);
-    s->th_busy += dt;
-    s->t_last = MPI_Wtime();
-    if (e != MPI_SUCCESS && s->th_status == DD_OK) {
-      s->th_status = dd__mpi_fail(e,
-                                  s->dtype == DD_GRAD_F32 ? "MPI_Allreduce (gradient bucket)"
-                                                          : "MPI_Alltoall/Allgather (bf16 gradient bucket)",
-                                  __FILE__, __LINE__);
-      snprintf(s->th_msg, sizeof s->th_msg, "%s", dd_error_message());
-      dd_error_clear();
-    }
-    s->th_done++;
-    pthread_cond_broadcast(&s->cv);
-  }
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
-}
-
 /* ---- polled ---- */
 
 static int poll_start(dd_sync *s, piece *p) {
@@ -161,6 +130,7 @@ static int poll_start(dd_sync *s, piece *p) {
     e = MPI_Ialltoall(s->send16 + p->off16, k, MPI_UINT16_T, s->recv16 + p->off16, k, MPI_UINT16_T, s->comm, &p->req);
   }
   p->stage = 1;
+  p->t_beg = dd_now();
   return e == MPI_SUCCESS ? DD_OK : dd__mpi_fail(e, "MPI_Iallreduce/Ialltoall (gradient bucket)", __FILE__, __LINE__);
 }
 
@@ -179,7 +149,7 @@ static int poll_advance(dd_sync *s, piece *p, bool wait) {
     return dd__mpi_fail(e, "MPI_Wait/Test (gradient bucket)", __FILE__, __LINE__);
   if (!done)
     return DD_OK;
-  s->t_last = MPI_Wtime();
+  p->t_end = s->t_last = dd_now();
   if (s->dtype == DD_GRAD_F32 || p->stage == 2) {
     if (s->dtype != DD_GRAD_F32)
       unpack16(s, p);
@@ -191,6 +161,50 @@ static int poll_advance(dd_sync *s, piece *p, bool wait) {
   e = MPI_Iallgather(s->send16 + p->off16, k, MPI_UINT16_T, s->recv16 + p->off16, k, MPI_UINT16_T, s->comm2, &p->req);
   p->stage = 2;
   return e == MPI_SUCCESS ? DD_OK : dd__mpi_fail(e, "MPI_Iallgather (bf16 gradient bucket)", __FILE__, __LINE__);
+}
+
+/* The communication thread: each bucket's non-blocking reduction, tested
+ * every few microseconds until done, so that it moves while the main
+ * thread computes (Open MPI has no progress thread of its own) without
+ * spinning a core away from it: a blocking MPI call polls flat out, and
+ * with ranks on every core that costs the compute more than it hides. */
+static void *sync_thread(void *arg) {
+  dd_sync *s = arg;
+  prctl(PR_SET_TIMERSLACK, 1000UL); /* 1 us: short sleeps stay short */
+  const struct timespec nap = {0, 20000};
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (!s->th_quit && s->th_next >= s->th_started)
+      pthread_cond_wait(&s->cv, &s->mu);
+    if (s->th_quit)
+      break;
+    piece *p = &s->pc[s->th_next++];
+    const bool failed = s->th_status != DD_OK;
+    pthread_mutex_unlock(&s->mu);
+    const double t = dd_now();
+    /* after an MPI error the communicator is unusable: the step fails */
+    int rc = failed ? DD_OK : poll_start(s, p);
+    while (!failed && rc == DD_OK && p->stage != 3) {
+      rc = poll_advance(s, p, false);
+      if (rc == DD_OK && p->stage != 3)
+        nanosleep(&nap, NULL);
+    }
+    p->stage = 0;
+    const double t1 = dd_now();
+    pthread_mutex_lock(&s->mu);
+    s->th_busy += t1 - t;
+    p->t_beg = t;
+    p->t_end = s->t_last = t1;
+    if (rc != DD_OK && s->th_status == DD_OK) {
+      s->th_status = rc;
+      snprintf(s->th_msg, sizeof s->th_msg, "%s", dd_error_message());
+    }
+    dd_error_clear();
+    s->th_done++;
+    pthread_cond_broadcast(&s->cv);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
 }
 
 /* ---- the interface ---- */
@@ -229,7 +243,8 @@ int dd_sync_create(dd_comm *c, const dd_sync_spec *spec, dd_sync **out) {
       p->off16 = off16;
       p->req = MPI_REQUEST_NULL;
       off16 += p->n_pad;
-      s->bytes_step += s->dtype == DD_GRAD_F32 ? 4 * p->n : 2 * p->n_pad;
+      if (s->P > 1) /* one rank sends nothing */
+        s->bytes_step += s->dtype == DD_GRAD_F32 ? 4 * p->n : 2 * p->n_pad;
     }
   }
   s->first[spec->nbuckets] = s->npieces;
@@ -264,6 +279,23 @@ int dd_sync_create(dd_comm *c, const dd_sync_spec *spec, dd_sync **out) {
 int dd_sync_mode(const dd_sync *s) {
   return s->mode;
 }
+
+void dd_sync_bucket_times(const dd_sync *s, int b, double *t0, double *t1) {
+  *t0 = *t1 = 0;
+  for (int i = s->first[b]; i < s->first[b + 1]; i++) {
+    if (i == s->first[b] || s->pc[i].t_beg < *t0)
+      *t0 = s->pc[i].t_beg;
+    if (s->pc[i].t_end > *t1)
+      *t1 = s->pc[i].t_end;
+  }
+}
+
+int64_t dd_sync_bucket_bytes(const dd_sync *s, int b) {
+  int64_t n = 0;
+  for (int i = s->first[b]; i < s->first[b + 1]; i++)
+    n += s->dtype == DD_GRAD_F32 ? 4 * s->pc[i].n : 2 * s->pc[i].n_pad;
+  return n;
+}
 int64_t dd_sync_bytes_per_step(const dd_sync *s) {
   return s->bytes_step;
 }
@@ -272,7 +304,7 @@ int dd_sync_start(dd_sync *s, int bucket) {
   if (s->mode == DD_SYNC_OFF || bucket < s->started_b)
     return DD_OK;
   int rc = DD_OK;
-  const double now = MPI_Wtime();
+  const double now = dd_now();
   for (; s->started_b <= bucket && rc == DD_OK; s->started_b++) {
     if (s->started_b == 0)
       s->t_first = s->t_last = now;
@@ -303,18 +335,20 @@ int dd_sync_poll(dd_sync *s) {
 }
 
 int dd_sync_finish(dd_sync *s, double *ctl, int nctl, dd_sync_stats *st) {
-  const double t0 = MPI_Wtime();
+  const double t0 = dd_now();
   int rc = DD_OK;
   if (s->mode == DD_SYNC_OFF) {
     s->t_first = t0;
     for (int i = 0; i < s->npieces && rc == DD_OK; i++) {
       dd__watch_enter(s->c, "allreduce (gradients)");
+      s->pc[i].t_beg = dd_now();
       int e = reduce_blocking(s, &s->pc[i]);
+      s->pc[i].t_end = dd_now();
       dd__watch_leave(s->c);
       if (e != MPI_SUCCESS)
         rc = dd__mpi_fail(e, "MPI_Allreduce (gradients)", __FILE__, __LINE__);
     }
-    s->t_last = MPI_Wtime();
+    s->t_last = dd_now();
   } else {
     rc = dd_sync_start(s, s->nbuckets - 1); /* whatever backward did not start (a rank that failed in it) */
     dd__watch_enter(s->c, "gradient sync");
@@ -343,7 +377,7 @@ int dd_sync_finish(dd_sync *s, double *ctl, int nctl, dd_sync_stats *st) {
     dd__watch_leave(s->c);
   }
   s->started_b = 0;
-  const double t_grads = MPI_Wtime();
+  const double t_grads = dd_now();
   if (st) {
     st->span_s = (s->t_last > s->t_first ? s->t_last : t_grads) - s->t_first;
     if (s->mode != DD_SYNC_THREAD)
@@ -358,7 +392,7 @@ int dd_sync_finish(dd_sync *s, double *ctl, int nctl, dd_sync_stats *st) {
       rc = dd__mpi_fail(e, "MPI_Allreduce (step sums)", __FILE__, __LINE__);
   }
   if (st)
-    st->exposed_s = MPI_Wtime() - t0;
+    st->exposed_s = dd_now() - t0;
   return rc;
 }
 

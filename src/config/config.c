@@ -134,6 +134,12 @@ static const field train_fields[] = {
     {"timeout", F_F64, OFF(timeout), 0, 0, 1e9, "300",
      "watchdog: end the job (exit code 75) when ranks wait longer than this many seconds for one that does not "
      "arrive, naming it (0 = off)"},
+    {"trace_steps", F_STR, STR(trace_steps), 0, 0, "",
+     "write a Chrome trace (chrome://tracing, Perfetto) of the steps FIRST:END (END excluded), e.g. 100:110: "
+     "<checkpoint.dir>/trace/trace.json (docs/observability.md)"},
+    {"peak_gflops", F_F64, OFF(peak_gflops), 0, 0, 1e9, "0",
+     "one rank's peak in GFLOP/s, against which model FLOPs utilisation (mfu) is reported; 0 = measured at the "
+     "start (the best of 50 ms of sgemm on every rank at once)"},
     {"skip_zscore", F_F64, OFF(skip_zscore), 0, 0, 1e6, "0",
      "skip the update of a step whose loss or gradient norm lies more than this many standard deviations above "
      "the mean of the last train.skip_window steps (e.g. 5; 0 = off)"},
@@ -142,10 +148,10 @@ static const field train_fields[] = {
      "train.skip_zscore: stop (with a checkpoint) after this many consecutive skipped steps"},
 };
 static const field comm_fields[] = {
-    {"overlap", F_OVERLAP, OFF(overlap), 0, 0, 0, "thread",
+    {"overlap", F_OVERLAP, OFF(overlap), 0, 0, 0, "auto",
      "gradient sync overlapped with backward: thread (a communication thread reduces each bucket as soon as "
-     "backward has finished it), poll (non-blocking reductions progressed between layers) or off (one reduction "
-     "after backward)"},
+     "backward has finished it), poll (non-blocking reductions progressed between layers), off (one reduction "
+     "after backward); auto: thread when the job spans several nodes, else off (docs/communication.md)"},
     {"bucket_mb", F_F64, OFF(bucket_mb), 0, 0.0001, 1e6, "1",
      "gradient bucket size in MiB: layers' gradients, last layer first, are reduced in buckets of about this size"},
     {"grad_dtype", F_WIRE, OFF(grad_dtype), 0, 0, 0, "f32",
@@ -612,15 +618,15 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
   case F_OVERLAP:
   case F_WIRE: {
     /* one of a few words: value i + 1 of the field's list */
-    static const char *const words[][3] = {[F_SHUFFLE] = {"global", "chunks", NULL},
-                                           [F_OVERLAP] = {"thread", "poll", "off"},
-                                           [F_WIRE] = {"f32", "bf16", NULL}};
+    static const char *const words[][4] = {[F_SHUFFLE] = {"global", "chunks", NULL, NULL},
+                                           [F_OVERLAP] = {"thread", "poll", "off", "auto"},
+                                           [F_WIRE] = {"f32", "bf16", NULL, NULL}};
     static const char *const expect[] = {
-        [F_SHUFFLE] = "global or chunks", [F_OVERLAP] = "thread, poll or off", [F_WIRE] = "f32 or bf16"};
+        [F_SHUFFLE] = "global or chunks", [F_OVERLAP] = "auto, thread, poll or off", [F_WIRE] = "f32 or bf16"};
     int k = 0;
-    while (k < 3 && words[f->type][k] && strcmp(s, words[f->type][k]) != 0)
+    while (k < 4 && words[f->type][k] && strcmp(s, words[f->type][k]) != 0)
       k++;
-    if (k == 3 || !words[f->type][k])
+    if (k == 4 || !words[f->type][k])
       return bad_value(v, label, expect[f->type]);
     *(int *)dst = k + 1;
     break;

@@ -72,8 +72,10 @@ static void *run(void *arg) {
                    (long long)step, p->rank);
     if (mb->status == DD_OK && j == 0 && dd_fault("slowio", p->rank, step))
       sleep(3600); /* a file system that stops answering */
+    mb->t_read[0] = dd_now();
     if (mb->status == DD_OK)
       mb->status = dd_source_read(p->src, mb->rows, mb->n, mb->x, mb->y, mb->len);
+    mb->t_read[1] = dd_now();
     if (mb->status) { /* hand the message to the consumer's thread */
       snprintf(mb->msg, sizeof mb->msg, "%s", dd_error_message());
       dd_error_clear();

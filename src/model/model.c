@@ -282,6 +282,8 @@ int dd_model_forward(dd_model *m, const dd_pass *p) {
     int rc = l->kind->forward(l, p, m->acts[i], m->acts[i + 1]);
     if (rc)
       return rc;
+    if (p->forward_done)
+      p->forward_done(p->hook_ctx, i);
   }
   return DD_OK;
 }
@@ -305,7 +307,7 @@ int dd_model_backward(dd_model *m, const dd_pass *p) {
     float *dx = i > 0 ? m->dbuf[cur ^ 1] : NULL;
     int rc = l->kind->backward(l, p, m->acts[i], m->acts[i + 1], m->dbuf[cur], dx);
     if (rc == DD_OK && p->grad_ready)
-      rc = p->grad_ready(p->grad_ready_ctx, i);
+      rc = p->grad_ready(p->hook_ctx, i);
     if (rc)
       return rc;
     cur ^= 1;
@@ -327,6 +329,13 @@ void dd_model_layer_range(const dd_model *m, int i, int64_t *lo, int64_t *hi) {
     if (j == 0 || b > *hi)
       *hi = b;
   }
+}
+
+double dd_model_train_flops(const dd_model *m) {
+  double f = 0;
+  for (int i = 0; i < m->nlayers; i++)
+    f += m->layers[i].flops;
+  return 3.0 * f;
 }
 
 uint64_t dd_model_checksum(const dd_model *m) {

@@ -12,6 +12,7 @@
 
 #include "ddtrain/tensor.h"
 #include "session.h"
+#include "trace.h"
 
 /* Phases of a step (and of an epoch) timed on every rank. */
 enum { PH_DATA, PH_FWD, PH_BWD, PH_SYNC, PH_OPT, PH_CKPT, PH_EVAL, PH_OTHER, DD__PH_N };
@@ -61,7 +62,14 @@ typedef struct run {
   int ph_cur;
   double sync_span, sync_busy, sync_bytes; /* since the last epoch record */
   double t_record;                         /* when the last epoch record was written */
-  int stop_signal;                         /* the largest signal number any rank was stopped by */
+  double peak_flops;                       /* all ranks' sgemm peak, FLOP/s */
+  /* train.trace_steps: steps [trace_a, trace_b) go to trace/ */
+  int64_t trace_a, trace_b;
+  dd__trace *trace; /* open while tracing */
+  char trace_dir[DD_PATH_MAX + 16];
+  double layer_t, step_t; /* tracing: when the current layer / step began */
+  bool micro_last;        /* the micro-batch in progress is the step's last: it starts the buckets */
+  int stop_signal;        /* the largest signal number any rank was stopped by */
   char metrics_path[DD_PATH_MAX + 32];
   char last_ckpt[1100];
 } run;
@@ -156,6 +164,9 @@ static void jstr(FILE *f, const char *key, const char *v) {
  * the phase it leaves. */
 static void phase_to(run *r, int ph) {
   const double now = dd_now();
+  if (r->trace && now > r->ph_t)
+    dd__trace_event(r->trace, ph_name[r->ph_cur], "phase", 0, r->ph_t, now, r->st.step, NULL);
+  r->layer_t = now;
   r->ph_epoch[r->ph_cur] += now - r->ph_t;
   r->ph_log[r->ph_cur] += now - r->ph_t;
   r->ph_cur = ph;
@@ -232,7 +243,8 @@ static void on_stall(void *ctx, const char *msg) {
 static int make_sync(run *r) {
   const dd_model *m = r->m;
   const dd_config *cfg = r->cfg;
-  const int64_t cap = cfg->overlap == DD_OVERLAP_OFF ? INT64_MAX : (int64_t)(cfg->bucket_mb * 1048576.0 / 4.0);
+  const bool one = cfg->overlap == DD_OVERLAP_OFF || (cfg->overlap == DD_OVERLAP_AUTO && dd_comm_nodes(r->c) == 1);
+  const int64_t cap = one ? INT64_MAX : (int64_t)(cfg->bucket_mb * 1048576.0 / 4.0);
   int64_t *lo = dd_alloc((size_t)m->nlayers + 1, sizeof(int64_t)),
           *hi = dd_alloc((size_t)m->nlayers + 1, sizeof(int64_t));
   r->bucket_at = dd_alloc((size_t)m->nlayers + 1, sizeof(int));
@@ -256,9 +268,13 @@ static int make_sync(run *r) {
     }
   }
   r->nbuckets = nb;
-  const int mode = r->P == 1 || cfg->overlap == DD_OVERLAP_OFF ? DD_SYNC_OFF
-                   : cfg->overlap == DD_OVERLAP_POLL           ? DD_SYNC_POLL
-                                                               : DD_SYNC_THREAD;
+  /* auto: on one node shared memory sums faster than overlap saves, and
+   * every core already computes (measured: docs/communication.md) */
+  const int ov =
+      cfg->overlap == DD_OVERLAP_AUTO ? (dd_comm_nodes(r->c) > 1 ? DD_OVERLAP_THREAD : DD_OVERLAP_OFF) : cfg->overlap;
+  const int mode = r->P == 1 || ov == DD_OVERLAP_OFF ? DD_SYNC_OFF
+                   : ov == DD_OVERLAP_POLL           ? DD_SYNC_POLL
+                                                     : DD_SYNC_THREAD;
   dd_sync_spec spec = {.mode = mode,
                        .dtype = cfg->grad_dtype == DD_WIRE_BF16 ? DD_GRAD_BF16 : DD_GRAD_F32,
                        .buf = r->m->grads,
@@ -285,6 +301,11 @@ static int setup(run *r) {
   if ((trc = dd_comm_agree(r->c, trc)) != DD_OK)
     return trc;
   dd_tensor_set_threads(r->threads);
+  /* the job's peak for MFU: every rank measures at once, as they compute */
+  double peak = cfg->peak_gflops > 0 ? cfg->peak_gflops * 1e9 : dd_tensor_gemm_peak(0.05);
+  if ((trc = dd_comm_allreduce_f64(r->c, &peak, 1)) != DD_OK)
+    return trc;
+  r->peak_flops = peak;
   const char *kern = dd_tensor_kernel_current();
   bool same = true;
   int rc = dd_comm_same_u64(r->c, dd_fnv1a(kern, strlen(kern), DD_FNV_OFFSET), &same);
@@ -351,6 +372,25 @@ static int setup(run *r) {
   if ((rc = dd_comm_agree(r->c, rc)) != DD_OK) /* make_sync is collective */
     return rc;
   r->lr = r->grad_norm = NAN;
+  if (cfg->trace_steps[0]) {
+    long long a = -1, b = -1;
+    char extra;
+    if (sscanf(cfg->trace_steps, "%lld:%lld%c", &a, &b, &extra) != 2 || a < 0 || b <= a)
+      return dd_comm_agree(r->c, dd_error(DD_ECONFIG,
+                                          "train.trace_steps = '%s': expected FIRST:END optimizer steps, END > FIRST "
+                                          "(END excluded), e.g. 100:110",
+                                          cfg->trace_steps));
+    r->trace_a = a;
+    r->trace_b = b;
+    if (cfg->ckpt_dir[0]) {
+      snprintf(r->trace_dir, sizeof r->trace_dir, "%s/trace", cfg->ckpt_dir);
+    } else if (cfg->metrics[0] && strrchr(cfg->metrics, '/')) {
+      snprintf(r->trace_dir, sizeof r->trace_dir, "%.*s/trace", (int)(strrchr(cfg->metrics, '/') - cfg->metrics),
+               cfg->metrics);
+    } else {
+      snprintf(r->trace_dir, sizeof r->trace_dir, "trace");
+    }
+  }
   if ((rc = make_sync(r)) != DD_OK)
     return rc;
   r->rows = dd_alloc((size_t)micro_max, sizeof(int64_t));
@@ -703,10 +743,28 @@ typedef struct epoch_stats {
 } epoch_stats;
 
 /* Backward has finished layer i: start the buckets that are now final. */
+static void layer_event(run *r, int layer, const char *what) {
+  const double now = dd_now();
+  char name[96];
+  snprintf(name, sizeof name, "%s %d %s", what, layer, r->m->layers[layer].kind->name);
+  dd__trace_event(r->trace, name, "layer", 0, r->layer_t, now, r->st.step, NULL);
+  r->layer_t = now;
+}
+
 static int on_grad_ready(void *ctx, int layer) {
   run *r = ctx;
+  if (r->trace)
+    layer_event(r, layer, "backward");
+  if (!r->micro_last)
+    return DD_OK;
   int rc = r->bucket_at[layer] >= 0 ? dd_sync_start(r->sync, r->bucket_at[layer]) : DD_OK;
   return rc == DD_OK ? dd_sync_poll(r->sync) : rc;
+}
+
+static void on_forward_done(void *ctx, int layer) {
+  run *r = ctx;
+  if (r->trace)
+    layer_event(r, layer, "forward");
 }
 
 /* The pass of micro-batch j: only the step's last micro-batch starts
@@ -722,9 +780,11 @@ static dd_pass micro_pass(run *r, int n, int64_t gsize, int64_t sample0, int j) 
                .lengths = r->ti->lengths ? r->lenbuf : NULL,
                .allreduce = dd_comm_allreduce_cb,
                .allreduce_ctx = r->c};
-  if (j == r->accum - 1) {
+  r->micro_last = j == r->accum - 1;
+  if (r->micro_last || r->trace) {
     p.grad_ready = on_grad_ready;
-    p.grad_ready_ctx = r;
+    p.forward_done = r->trace ? on_forward_done : NULL;
+    p.hook_ctx = r;
   }
   return p;
 }
@@ -755,6 +815,11 @@ static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, 
   memcpy(r->lenbuf, mb->len, sizeof(int32_t) * (size_t)n);
   r->digest_local += mb->digest;
   const int64_t sample0 = mb->sample0;
+  if (r->trace) {
+    char a[64];
+    snprintf(a, sizeof a, "\"samples\": %d, \"micro\": %d", n, j);
+    dd__trace_event(r->trace, "read", "data", 2, mb->t_read[0], mb->t_read[1], r->st.step, a);
+  }
   dd_loader_done(r->loader);
   dd_pass p = micro_pass(r, n, gsize, sample0, j);
   *ran = true;
@@ -892,11 +957,49 @@ static void inject_faults(run *r) {
   }
 }
 
+/* train.trace_steps: every rank opens its trace file at the window's first
+ * step, a barrier aligning their time 0; after the last one (or at the
+ * end, force) they close it and rank 0 merges them. Collective. */
+static int trace_begin(run *r) {
+  if (r->trace || r->st.step < r->trace_a || r->st.step >= r->trace_b)
+    return DD_OK;
+  int rc = dd_comm_agree(r->c, dd__trace_open(r->trace_dir, r->rank, dd_comm_host(r->c), &r->trace));
+  if (rc == DD_OK)
+    rc = dd_comm_barrier(r->c);
+  dd__trace_align(r->trace);
+  return rc;
+}
+
+static int trace_end(run *r, bool force) {
+  if (!r->trace || (!force && r->st.step < r->trace_b))
+    return DD_OK;
+  phase_to(r, r->ph_cur); /* the phase in progress, up to now */
+  int rc = dd__trace_close(r->trace);
+  r->trace = NULL;
+  rc = dd_comm_agree(r->c, rc);
+  if (rc == DD_OK && r->rank == 0) {
+    char out[DD_PATH_MAX + 32];
+    snprintf(out, sizeof out, "%s/trace.json", r->trace_dir);
+    int ranks = 0;
+    int64_t events = 0;
+    rc = dd_trace_merge(r->trace_dir, out, &ranks, &events);
+    if (rc == DD_OK && r->out)
+      fprintf(r->out, "%strace of steps %lld-%lld: %s (%lld events of %d rank(s)%s)\n",
+              r->o && r->o->progress ? "\n" : "", (long long)r->trace_a, (long long)r->trace_b - 1, out,
+              (long long)events, ranks,
+              ranks < r->P ? "; the other ranks' files are not in this directory: copy them here and run 'ddtrain "
+                             "trace merge'"
+                           : "");
+  }
+  return dd_comm_bcast_status(r->c, rc, 0);
+}
+
 static int train_step(run *r, int64_t b, epoch_stats *es) {
   const dd_config *cfg = r->cfg;
   dd_model *m = r->m;
   const int64_t B = cfg->batch_size;
   const int64_t gsize = dd_sampler_batch_size(r->tr.n, B, b);
+  r->step_t = dd_now();
   inject_faults(r);
   dd_model_zero_grad(m);
   dd_loss_sums sums = {0};
@@ -921,6 +1024,14 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   r->sync_span += ss.span_s;
   r->sync_busy += ss.busy_s;
   r->sync_bytes += (double)ss.bytes;
+  for (int k = 0; r->trace && k < r->nbuckets; k++) {
+    double t0, t1;
+    dd_sync_bucket_times(r->sync, k, &t0, &t1);
+    char name[32], a[64];
+    snprintf(name, sizeof name, "bucket %d", k);
+    snprintf(a, sizeof a, "\"bytes\": %lld", (long long)dd_sync_bucket_bytes(r->sync, k));
+    dd__trace_event(r->trace, name, "sync", 1, t0, t1, r->st.step, a);
+  }
   if (crc)
     return crc;
   if (ctl[DD__CTL_FAIL] > 0)
@@ -946,6 +1057,10 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
       es->grad_norm_max = r->grad_norm;
   }
   phase_to(r, PH_OTHER);
+  if (r->trace) {
+    dd__trace_event(r->trace, "step", "step", 0, r->step_t, dd_now(), r->st.step, NULL);
+    dd__trace_flush(r->trace);
+  }
   dd_comm_step_done(r->c, r->st.step);
   r->st.step++;
   r->st.batch = b + 1;
@@ -1037,7 +1152,11 @@ static int run_epochs(run *r, dd_train_result *res) {
     double t_epoch = dd_now(), last_draw = 0.0;
     const int64_t step_first = r->st.step;
     for (int64_t b = r->st.batch; b < r->steps_per_epoch; b++) {
+      if ((rc = trace_begin(r)) != DD_OK)
+        return rc;
       rc = train_step(r, b, &es);
+      if (rc == DD_OK)
+        rc = trace_end(r, false);
       if (rc == DD_EINTERRUPTED) {
         /* one exit code on every rank: the signal any of them got (the largest number) */
         int64_t sig = r->o && r->o->stop ? (int64_t)*r->o->stop : 0;
@@ -1163,6 +1282,10 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "allreduce_s", es.comm_s, false);
       jnum(f, "data_wait_s", es.data_s, false);
       jnum(f, "wall_s", wall, false);
+      const double fps = dd_model_train_flops(r->m);
+      jnum(f, "flops_per_sample", fps, false);
+      jnum(f, "peak_flops", r->peak_flops, false);
+      jnum(f, "mfu", r->peak_flops > 0 ? fps * sps / r->peak_flops : NAN, false);
       jphases(f, &ps);
       fprintf(f, "\"sync\": {");
       jstat(f, "span_per_step", &ps, DD__PH_N);
@@ -1218,6 +1341,8 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     metrics_start(&r);
     rc = run_epochs(&r, res);
   }
+  if (rc == DD_OK)
+    rc = trace_end(&r, true); /* the run ended inside the window */
   if (rc == DD_OK) {
     /* replicas must still be identical after training */
     bool same = false;
@@ -1251,6 +1376,7 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
   dd_free(r.rows);
   dd_free(r.ybuf);
   dd_free(r.lenbuf);
+  dd__trace_close(r.trace); /* a failed run: the file so far ('ddtrain trace merge') */
   dd_sync_free(r.sync);
   dd_free(r.bucket_at);
   dd_optim_free(r.opt);

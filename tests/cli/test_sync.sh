@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Gradient sync (issue 13): the gradient arena is reduced in buckets, last layers first, each started
 # as soon as backward has finished it (comm.overlap thread: a communication thread; poll: non-blocking
-# collectives progressed between layers; off: one reduction after backward), optionally sent as bf16
+# collectives progressed between layers; off: one reduction after backward; auto, the default: off on
+# one node), optionally sent as bf16
 # (comm.grad_dtype). Checked at 2 and 4 real ranks on a model with batch norm (collectives inside
 # forward and backward, beside the buckets):
 #  - at 2 ranks every mode, bucket size and accumulation gives the same parameters bit for bit (a sum
@@ -87,7 +88,7 @@ for np in 2 4; do
     records off$np 1 off f32
     records thread$np 3 thread f32
     records poll$np 3 poll f32
-    expect_ok "comm.overlap thread at $np ranks again" $np train s.yaml checkpoint.dir=again$np
+    expect_ok "comm.overlap thread at $np ranks again" $np train s.yaml comm.overlap=thread checkpoint.dir=again$np
     same "overlap thread at $np ranks, run twice" thread$np again$np 0
 done
 same "overlap thread vs off, 2 ranks" thread2 off2 0
@@ -95,9 +96,12 @@ same "overlap poll vs off, 2 ranks" poll2 off2 0
 same "overlap thread vs off, 4 ranks" thread4 off4 1e-5
 same "overlap poll vs off, 4 ranks" poll4 off4 1e-5
 same "4 ranks vs 2" thread4 thread2 1e-5
-expect_ok "one bucket (1 MiB) at 2 ranks" 2 train s.yaml comm.bucket_mb=1 checkpoint.dir=big2
+expect_ok "one bucket (1 MiB) at 2 ranks" 2 train s.yaml comm.bucket_mb=1 comm.overlap=thread checkpoint.dir=big2
+records big2 1 thread f32
+expect_ok "comm.overlap auto (the default) on one node" 2 train s.yaml checkpoint.dir=auto2
+records auto2 1 off f32
 same "bucket size" big2 off2 0
-expect_ok "accumulation over 2 micro-batches, overlap thread" 2 train s.yaml train.accum_steps=2 checkpoint.dir=acc2
+expect_ok "accumulation over 2 micro-batches, overlap thread" 2 train s.yaml train.accum_steps=2 comm.overlap=thread checkpoint.dir=acc2
 expect_ok "accumulation over 2 micro-batches, overlap off" 2 train s.yaml train.accum_steps=2 comm.overlap=off checkpoint.dir=acc2off
 same "accumulation: thread vs off" acc2 acc2off 0
 for mode in thread poll; do
@@ -134,8 +138,9 @@ for np in 2 4; do
             comm.overlap=$mode checkpoint.dir=p1
     done
     protocol "a read fails in the last micro-batch" $np "reading the last micro-batch of step 3 on rank 1" \
-        readlast@1:3 train.accum_steps=2 checkpoint.dir=p2
-    protocol "a validation read fails" $np "reading validation samples on rank 1" evalread@1:0 checkpoint.dir=p3
-    protocol "a NaN gradient on one rank" $np "the gradient became NaN" nan@1:3 checkpoint.dir=p4
+        readlast@1:3 train.accum_steps=2 comm.overlap=thread checkpoint.dir=p2
+    protocol "a validation read fails" $np "reading validation samples on rank 1" evalread@1:0 comm.overlap=thread \
+        checkpoint.dir=p3
+    protocol "a NaN gradient on one rank" $np "the gradient became NaN" nan@1:3 comm.overlap=thread checkpoint.dir=p4
 done
 finish
