@@ -1093,21 +1093,25 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   return DD_OK;
 }
 
-static void progress(run *r, int64_t b, const epoch_stats *es, double t_epoch, double *last_draw) {
+static void progress(run *r, int64_t b, int64_t b0, const epoch_stats *es, double t_epoch, double *last_draw) {
   if (!r->out || !r->o || !r->o->progress)
     return;
   double now = dd_now();
   if (now - *last_draw < 0.2 && b + 1 < r->steps_per_epoch)
     return;
   *last_draw = now;
-  int width = 30, done = (int)((double)(b + 1) * width / (double)r->steps_per_epoch);
-  char bar[64];
+  /* at most 79 columns (an 80-column terminal does not wrap): step, loss, speed, the epoch's ETA */
+  int width = 16, done = (int)((double)(b + 1) * width / (double)r->steps_per_epoch);
+  char bar[64], eta[32];
   for (int i = 0; i < width; i++)
     bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
   bar[width] = '\0';
-  fprintf(r->out, "\r  epoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s ", (long long)r->st.epoch + 1, bar,
+  const double per_step = (now - t_epoch) / (double)(b + 1 - b0 > 0 ? b + 1 - b0 : 1);
+  const long left = lround(per_step * (double)(r->steps_per_epoch - b - 1));
+  snprintf(eta, sizeof eta, "%ld:%02ld", left / 60, left % 60);
+  fprintf(r->out, "\r  epoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s ", (long long)r->st.epoch + 1, bar,
           (long long)b + 1, (long long)r->steps_per_epoch, es->count > 0 ? es->loss / es->count : NAN,
-          es->samples / (now - t_epoch + 1e-9));
+          es->samples_timed / (now - t_epoch + 1e-9), eta);
   fflush(r->out);
 }
 
@@ -1150,7 +1154,7 @@ static int run_epochs(run *r, dd_train_result *res) {
     r->digest_base = r->st.ep_digest;
     r->digest_local = 0;
     double t_epoch = dd_now(), last_draw = 0.0;
-    const int64_t step_first = r->st.step;
+    const int64_t step_first = r->st.step, step_first_b = r->st.batch;
     for (int64_t b = r->st.batch; b < r->steps_per_epoch; b++) {
       if ((rc = trace_begin(r)) != DD_OK)
         return rc;
@@ -1193,7 +1197,7 @@ static int run_epochs(run *r, dd_train_result *res) {
           fprintf(f, "}\n");
         }
       }
-      progress(r, b, &es, t_epoch, &last_draw);
+      progress(r, b, step_first_b, &es, t_epoch, &last_draw);
       if (cfg->max_steps > 0 && r->st.step >= cfg->max_steps) {
         if (r->out)
           fprintf(r->out, "%sreached train.max_steps = %lld in epoch %lld\n", r->o && r->o->progress ? "\n" : "",
@@ -1243,7 +1247,7 @@ static int run_epochs(run *r, dd_train_result *res) {
     r->sync_span = r->sync_busy = r->sync_bytes = 0;
     if (r->out) {
       if (r->o && r->o->progress)
-        fprintf(r->out, "\r%*s\r", 100, "");
+        fprintf(r->out, "\r%*s\r", 79, "");
       fprintf(r->out, "epoch %3lld/%lld  train_loss %.4f", (long long)epoch + 1, (long long)cfg->epochs, tl);
       if (cls)
         fprintf(r->out, "  train_acc %6.2f%%", es.count > 0 ? 100.0 * es.correct / es.count : 0.0);
