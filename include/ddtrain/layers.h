@@ -67,6 +67,7 @@ typedef struct dd_layer_spec {
   bool sequences;              /* recurrent: output every step (true) or the last one */
   int64_t shape[DD_SHAPE_MAX]; /* reshape target */
   int shape_ndim;
+  int pair; /* residual / residual_end: the flat index of the block's other end */
 } dd_layer_spec;
 
 /* Keys a layer may carry in the config, with their type and field. The
@@ -157,6 +158,10 @@ struct dd_layer {
   /* forward FLOPs per sample of the layer's matrix products (2 per
    * multiply-add), set by setup; elementwise work is not counted (0) */
   double flops;
+  /* residual blocks (residual.c), wired by the model: the other end of the
+   * block, and for the end the block's input (the start's acts) */
+  struct dd_layer *peer;
+  const float *skip;
 };
 
 /* Kind lookup by config name; NULL if unknown. */

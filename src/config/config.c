@@ -406,18 +406,18 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
   return DD_OK;
 }
 
-static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
+static int parse_layer(const dd_cnode *n, const char *at, dd_layer_spec *s) {
   char w[600], label[96];
   const dd_cnode *tn = n;
   if (n->type == DD_CN_MAP) {
     tn = dd__cn_get(n, "type");
     if (!tn) {
       dd__cn_where(n, w, sizeof w);
-      return dd_error(DD_ECONFIG, "%smodel.layers[%d] has no 'type'; write e.g. {type: dense, units: 10}", w, index);
+      return dd_error(DD_ECONFIG, "%s%s has no 'type'; write e.g. {type: dense, units: 10}", w, at);
     }
   }
   if (tn->type != DD_CN_SCALAR) {
-    snprintf(label, sizeof label, "model.layers[%d].type", index);
+    snprintf(label, sizeof label, "%.80s.type", at);
     return bad_value(tn, label, "a layer type name");
   }
   const dd_layer_kind *kind = dd_layer_kind_find(tn->value);
@@ -428,7 +428,7 @@ static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
     for (int i = 0; dd_layer_kinds[i] && nk < 64; i++)
       list[nk++] = dd_layer_kinds[i]->name;
     dd__cn_where(tn, w, sizeof w);
-    return dd_error(DD_ECONFIG, "%smodel.layers[%d]: unknown layer type '%s'%s; known types: %s", w, index, tn->value,
+    return dd_error(DD_ECONFIG, "%s%s: unknown layer type '%s'%s; known types: %s", w, at, tn->value,
                     suggest(tn->value, list, nk, sug, sizeof sug), dd_layer_kind_names(names, sizeof names));
   }
   dd_layer_spec_defaults(s, kind->name);
@@ -449,10 +449,10 @@ static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
         list[nk++] = t;
       char joined[256];
       join_names(list, nk, joined, sizeof joined);
-      return dd_error(DD_ECONFIG, "%smodel.layers[%d] (%s): unknown key '%s'%s; %s takes %s", w, index, kind->name,
-                      kv->key, suggest(kv->key, list, nk, sug, sizeof sug), kind->name, nk ? joined : "no keys");
+      return dd_error(DD_ECONFIG, "%s%s (%s): unknown key '%s'%s; %s takes %s", w, at, kind->name, kv->key,
+                      suggest(kv->key, list, nk, sug, sizeof sug), kind->name, nk ? joined : "no keys");
     }
-    snprintf(label, sizeof label, "model.layers[%d].%s", index, kv->key);
+    snprintf(label, sizeof label, "%.64s.%.24s", at, kv->key);
     int rc = set_layer_key(s, ki, kv, label);
     if (rc)
       return rc;
@@ -460,19 +460,91 @@ static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
   return DD_OK;
 }
 
+/* A residual block's inner list, or NULL if n is not a residual block. */
+static const dd_cnode *residual_list(const dd_cnode *n) {
+  const dd_cnode *t = n->type == DD_CN_MAP ? dd__cn_get(n, "type") : n;
+  if (!t || t->type != DD_CN_SCALAR || strcmp(t->value, "residual") != 0)
+    return NULL;
+  const dd_cnode *l = n->type == DD_CN_MAP ? dd__cn_get(n, "layers") : NULL;
+  return l ? l : n; /* n itself: no list, reported by flatten */
+}
+
+/* Layers in the flat list for the entries of seq (a residual block counts
+ * its start, its layers and its end); -1 past the nesting limit. */
+static int count_layers(const dd_cnode *seq, int depth) {
+  if (depth > 16)
+    return -1;
+  int n = 0;
+  for (int i = 0; i < seq->nkids; i++) {
+    const dd_cnode *inner = residual_list(seq->kids[i]);
+    int k = inner && inner != seq->kids[i] && inner->type == DD_CN_SEQ ? count_layers(inner, depth + 1) : 0;
+    if (k < 0)
+      return -1;
+    n += inner ? 2 + k : 1;
+  }
+  return n;
+}
+
+/* The entries of seq into c->layers from *pos on; `at` names seq in messages. */
+static int flatten_layers(dd_config *c, const dd_cnode *seq, const char *at, int *pos) {
+  char w[600], label[200];
+  for (int i = 0; i < seq->nkids; i++) {
+    const dd_cnode *n = seq->kids[i];
+    snprintf(label, sizeof label, "%.180s[%d]", at, i);
+    const dd_cnode *inner = residual_list(n);
+    const dd_cnode *t = n->type == DD_CN_MAP ? dd__cn_get(n, "type") : n;
+    if (t && t->type == DD_CN_SCALAR && strcmp(t->value, "residual_end") == 0) {
+      dd__cn_where(t, w, sizeof w);
+      return dd_error(DD_ECONFIG,
+                      "%s%s: residual_end is not written by hand; write a block as {type: residual, "
+                      "layers: [...]}",
+                      w, label);
+    }
+    if (!inner) {
+      int rc = parse_layer(n, label, &c->layers[(*pos)++]);
+      if (rc)
+        return rc;
+      continue;
+    }
+    dd__cn_where(n, w, sizeof w);
+    if (inner == n || inner->type != DD_CN_SEQ || inner->nkids == 0)
+      return dd_error(DD_ECONFIG,
+                      "%s%s: a residual block needs a non-empty list of layers, e.g. {type: residual, "
+                      "layers: [{type: dense, units: 64}, relu]}",
+                      w, label);
+    for (int k = 0; k < n->nkids; k++)
+      if (strcmp(n->kids[k]->key, "type") != 0 && strcmp(n->kids[k]->key, "layers") != 0)
+        return dd_error(DD_ECONFIG, "%s%s (residual): unknown key '%s'; residual takes layers", w, label,
+                        n->kids[k]->key);
+    const int begin = (*pos)++;
+    dd_layer_spec_defaults(&c->layers[begin], "residual");
+    c->layers[begin].line = n->line;
+    char sub[200];
+    snprintf(sub, sizeof sub, "%.180s.layers", label);
+    int rc = flatten_layers(c, inner, sub, pos);
+    if (rc)
+      return rc;
+    const int end = (*pos)++;
+    dd_layer_spec_defaults(&c->layers[end], "residual_end");
+    c->layers[end].line = n->line;
+    c->layers[begin].pair = end;
+    c->layers[end].pair = begin;
+  }
+  return DD_OK;
+}
+
 static int parse_layers(dd_config *c, const dd_cnode *n) {
   if (n->type != DD_CN_SEQ || n->nkids == 0)
     return bad_value(n, "model.layers", "a non-empty list of layers");
-  c->layers = dd_alloc((size_t)n->nkids, sizeof *c->layers);
+  const int total = count_layers(n, 0);
+  if (total < 0)
+    return bad_value(n, "model.layers", "residual blocks nested at most 16 deep");
+  c->layers = dd_alloc((size_t)total, sizeof *c->layers);
   if (!c->layers)
     return DD_ENOMEM;
-  c->nlayers = n->nkids;
-  for (int i = 0; i < n->nkids; i++) {
-    int rc = parse_layer(n->kids[i], i, &c->layers[i]);
-    if (rc)
-      return rc;
-  }
-  return DD_OK;
+  c->nlayers = total;
+  int pos = 0;
+  return flatten_layers(c, n, "model.layers", &pos);
 }
 
 /* ---- optimizer and schedule fields -------------------------------------- */
