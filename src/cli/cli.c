@@ -65,12 +65,14 @@ static const char *const usage_predict =
     "/output (raw outputs), and for classifiers /probs (softmax) and /pred (class ids).\n";
 
 static const char *const usage_generate =
-    "usage: ddtrain generate CHECKPOINT --prompt TEXT [--length N] [--temperature T] [--seed S]\n"
+    "usage: ddtrain generate CHECKPOINT --prompt TEXT [--length N] [--temperature T] [--top-k K]\n"
+    "                        [--seed S]\n"
     "\n"
     "Sample text from a character-level model (trained on a 'ddtrain data text' file,\n"
     "whose vocabulary the checkpoint stores). Prints the prompt and N more characters\n"
     "(default 200), each drawn from softmax(logits / T) given the last characters up to\n"
     "the model's sequence length; --temperature 0 takes the most likely one (default 1).\n"
+    "--top-k K draws among the K most likely characters only (default 0: all).\n"
     "--seed (default 1) picks the random stream: the same seed gives the same text.\n";
 
 static const char *const usage_data =
@@ -578,6 +580,10 @@ static int cmd_generate(cli *x, int argc, char **argv) {
     } else if (opt_is(a, "--seed")) {
       rc = parse_int(x, "--seed", opt_value(argc, argv, &i, "--seed"), &v);
       o.seed = (uint64_t)v;
+    } else if (opt_is(a, "--top-k")) {
+      rc = parse_int(x, "--top-k", opt_value(argc, argv, &i, "--top-k"), &o.top_k);
+      if (rc == DD_OK && o.top_k < 0)
+        rc = usage_error(x, "%s must be >= 0 (0 = all characters)", "--top-k");
     } else if (opt_is(a, "--temperature")) {
       val = opt_value(argc, argv, &i, "--temperature");
       char *end;
