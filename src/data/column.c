@@ -2,6 +2,7 @@
 #define _GNU_SOURCE /* pread, mmap flags */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -196,12 +197,18 @@ static int open_contig(hid_t dset, int64_t file_size, dd__col *c) {
     return dd_error(
         DD_EDATA, "'%s':%s needs bytes up to %llu but the file has %lld; the file is truncated (an interrupted copy?)",
         c->path, c->name, (unsigned long long)off + (unsigned long long)bytes, (long long)file_size);
-  /* a read-only map: rows are memcpy'd, no system call per row. Without
-   * address space for it (ulimit -v), pread does the same, slower. */
+  /* Rows are read with pread, one system call per row (or per run of
+   * consecutive rows). DD_READ_MMAP=1 maps the dataset instead and memcpy's
+   * rows out of the map: no system call, but each first touch of a page
+   * faults and the kernel maps up to 64 KiB of cached neighbours with it,
+   * which the periodic release below then unmaps again: measured slower
+   * (the reference MLP at 1 rank: 3.5-3.6 s wall, 3.1-3.3 s CPU an epoch
+   * against 2.9-3.0 s and 2.6-2.7 s with pread; docs/data.md). */
   long page = sysconf(_SC_PAGESIZE);
   int64_t start = c->offset / page * page;
   size_t len = (size_t)(c->offset + bytes - start);
-  if (bytes > 0) {
+  const char *mm = getenv("DD_READ_MMAP");
+  if (bytes > 0 && mm && strcmp(mm, "1") == 0) {
     void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, c->fd, (off_t)start);
     if (m != MAP_FAILED) {
       madvise(m, len, MADV_RANDOM);

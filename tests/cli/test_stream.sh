@@ -268,10 +268,12 @@ intact() {
 cut_live() { truncate -s $(($(stat -c %s live.h5) / 2)) live.h5; }
 # shellcheck disable=SC2317
 rewrite_live() { st rewrite live.h5; }
-for form in f32 gz; do
-    rm -rf live-ck && cp "data/$form.h5" live.h5
+for form in f32 gz mmap; do # mmap: the contiguous file read through a mapping (DD_READ_MMAP=1): a SIGBUS
+    rm -rf live-ck && cp "data/${form/mmap/f32}.h5" live.h5
+    if [ $form = mmap ]; then export DD_READ_MMAP=1; fi
     run_and 2 cut_live "${live[@]}"
     judge "$form file truncated while training reads it" $? 2 1 "'live.h5'" "while training read it"
+    unset DD_READ_MMAP
     intact "$form truncated"
 done
 rm -rf live-ck && cp data/f32.h5 live.h5
