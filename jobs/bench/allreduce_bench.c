@@ -2,12 +2,15 @@
  * ranks and the network it is started on. Built and run by jobs/bench/net.sh:
  *
  *   mpicc -O2 -o allreduce_bench jobs/bench/allreduce_bench.c
- *   mpirun -np 2 ... allreduce_bench [--pingpong] [--out-of-place] [--iters N] [--seconds S] [--label TEXT] BYTES...
+ *   mpirun -np 2 ... allreduce_bench [--pingpong] [--out-of-place] [--nonblocking US] [--iters N] [--seconds S]
+ *                                    [--label TEXT] BYTES...
  *
  * allreduce (default): an in-place MPI_Allreduce of BYTES/4 floats with MPI_SUM, as ddtrain reduces its
  * gradient arena. Each iteration starts after an MPI_Barrier; its time is the largest over the ranks
  * (the time the slowest rank spent in the call); --out-of-place: from a separate send buffer (Open MPI
- * 4.1.4's coll han crashes on MPI_IN_PLACE: open-mpi/ompi#11488, fixed after 4.1.x). --pingpong: rank 0 sends BYTES to
+ * 4.1.4's coll han crashes on MPI_IN_PLACE: open-mpi/ompi#11488, fixed after 4.1.x); --nonblocking US:
+ * MPI_Iallreduce, then MPI_Test every US microseconds with a sleep between (0: MPI_Wait), as ddtrain's
+ * communication thread does. --pingpong: rank 0 sends BYTES to
  * rank 1, which sends them back; the time is half the round trip (a message's latency plus BYTES over the bandwidth).
  * Per byte count: 3 warm-up iterations (TCP connections are opened on first use), then up to N (default
  * 400) timed ones, fewer when they would take more than S seconds (default 2; at least 10). Rank 0
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
@@ -33,6 +37,8 @@ static int count_nodes(void) {
   MPI_Comm_free(&node);
   return nodes;
 }
+
+static int nb_us = -1; /* --nonblocking: test interval (us), 0 = MPI_Wait; -1: blocking */
 
 /* one timed operation; returns this rank's seconds in it (send: NULL for in place) */
 static double once(int pingpong, const float *send, float *buf, long n, int rank) {
@@ -52,7 +58,20 @@ static double once(int pingpong, const float *send, float *buf, long n, int rank
   }
   MPI_Barrier(MPI_COMM_WORLD);
   t0 = MPI_Wtime();
-  MPI_Allreduce(send ? (const void *)send : MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  if (nb_us < 0) {
+    MPI_Allreduce(send ? (const void *)send : MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  } else {
+    MPI_Request req;
+    MPI_Iallreduce(send ? (const void *)send : MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req);
+    if (nb_us == 0) {
+      MPI_Wait(&req, MPI_STATUS_IGNORE);
+    } else {
+      int done = 0;
+      const struct timespec ts = {0, nb_us * 1000L};
+      for (MPI_Test(&req, &done, MPI_STATUS_IGNORE); !done; MPI_Test(&req, &done, MPI_STATUS_IGNORE))
+        nanosleep(&ts, NULL);
+    }
+  }
   return MPI_Wtime() - t0;
 }
 
@@ -69,6 +88,8 @@ int main(int argc, char **argv) {
       pingpong = 1;
     else if (strcmp(argv[a], "--out-of-place") == 0)
       oop = 1;
+    else if (strcmp(argv[a], "--nonblocking") == 0 && a + 1 < argc)
+      nb_us = atoi(argv[++a]);
     else if (strcmp(argv[a], "--iters") == 0 && a + 1 < argc)
       iters = atoi(argv[++a]);
     else if (strcmp(argv[a], "--seconds") == 0 && a + 1 < argc)
@@ -83,9 +104,9 @@ int main(int argc, char **argv) {
   }
   if (a >= argc || iters < 1 || (pingpong && size < 2)) {
     if (rank == 0)
-      fprintf(stderr,
-              "usage: allreduce_bench [--pingpong] [--out-of-place] [--iters N] [--seconds S] [--label TEXT] BYTES...\n"
-              "(--pingpong needs 2 ranks or more)\n");
+      fprintf(stderr, "usage: allreduce_bench [--pingpong] [--out-of-place] [--nonblocking US] [--iters N] [--seconds "
+                      "S] [--label TEXT] BYTES...\n"
+                      "(--pingpong needs 2 ranks or more)\n");
     MPI_Abort(MPI_COMM_WORLD, 2);
   }
   const int nodes = count_nodes();
@@ -117,11 +138,12 @@ int main(int argc, char **argv) {
     MPI_Reduce(t, tmax, k, MPI_DOUBLE, MPI_MAX, 0, MPI_COMM_WORLD);
     if (rank == 0) {
       qsort(tmax, (size_t)k, sizeof(double), cmp_double);
-      printf("{\"op\": \"%s\", \"in_place\": %s, \"label\": \"%s\", \"bytes\": %ld, \"ranks\": %d, \"nodes\": %d, "
+      printf("{\"op\": \"%s\", \"nonblocking_us\": %d, \"in_place\": %s, \"label\": \"%s\", \"bytes\": %ld, \"ranks\": "
+             "%d, \"nodes\": %d, "
              "\"iters\": %d, "
              "\"median_s\": %.9f, \"min_s\": %.9f, \"p90_s\": %.9f}\n",
-             pingpong ? "pingpong" : "allreduce", oop ? "false" : "true", label, n * 4, size, nodes, k, tmax[k / 2],
-             tmax[0], tmax[(k * 9) / 10 < k ? (k * 9) / 10 : k - 1]);
+             pingpong ? "pingpong" : "allreduce", nb_us, oop ? "false" : "true", label, n * 4, size, nodes, k,
+             tmax[k / 2], tmax[0], tmax[(k * 9) / 10 < k ? (k * 9) / 10 : k - 1]);
       fflush(stdout);
     }
     free(buf);

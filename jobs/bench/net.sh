@@ -28,10 +28,13 @@
 # always compared), BIND (core|none), RUN_TIMEOUT (s per run, 300), OUT (build/bench), QUIET (1: wait for and
 # hold /tmp/bench.quiet; 0: do not), LAT_SECONDS and AR_SECONDS (allreduce_bench's time per message
 # size for the link tables and for the models' gradient sizes; 0.25 and 0.6), COLL_TIMEOUT (s per
-# allreduce_bench run, 60: coll han crashes or hangs now and then). Output: the markdown tables on stdout and in OUT/net-summary.txt, raw
+# allreduce_bench run, 30: coll han crashes or hangs now and then), BEFORE_REF (the build the 1-rank and
+# one-host runs are compared with, default 1b49e87, the last commit before the overlapped sync; empty:
+# none). Output: the markdown tables on stdout and in OUT/net-summary.txt, raw
 # figures as JSON lines in OUT/net-runs.txt (one per training run), OUT/net-collectives.txt (raw
 # allreduce and ping-pong), OUT/net-env.txt (machine, build, date). jobs/bench/scaling_model.py reads
-# them (docs/scaling.md).
+# them (docs/scaling.md). OMPI_MCA_* variables in the environment reach every rank (e.g.
+# OMPI_MCA_coll_libnbc_iallreduce_algorithm=1: the ring for MPI_Iallreduce, docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -47,9 +50,10 @@ HOSTS3=${HOSTS3:-mlp}
 HAN_MODELS=${HAN_MODELS:-}
 BIND=${BIND:-core}
 RUN_TIMEOUT=${RUN_TIMEOUT:-300}
-COLL_TIMEOUT=${COLL_TIMEOUT:-60}
+COLL_TIMEOUT=${COLL_TIMEOUT:-30}
 OUT=${OUT:-build/bench}
 QUIET=${QUIET:-1}
+BEFORE_REF=${BEFORE_REF-1b49e87}   # the last commit before the bucketed, overlapped sync
 LAT_SECONDS=${LAT_SECONDS:-0.25}   # allreduce_bench's time per message size: latency tables
 AR_SECONDS=${AR_SECONDS:-0.6}     # and the models' gradient sizes
 PY=/usr/bin/python3
@@ -148,17 +152,42 @@ mpicc -O2 -o "$ab" jobs/bench/allreduce_bench.c
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 ncores=$(nproc)
 
-# the datasets of run.sh (the same recipes, the same files)
+# The datasets: run.sh's recipes (same generator, seed and shapes), fewer samples, so that a run's one
+# epoch takes seconds on the slowest link: MLP 12,800 samples (100 steps), CNN 19,200 (300 steps), LSTM
+# 3,072 sequences (48 steps)
 make_data() {
-    local m=$1 f=bench-data/$1.h5
+    local m=$1 f=bench-data/net-$1.h5
     [ -f "$f" ] && return 0
     case $m in
-        mlp) "$ddtrain" data synth --out "$f" --samples 60000 --features 784 --classes 10 --seed 7 ;;
-        cnn) "$ddtrain" data synth --out "$f" --samples 60000 --image 1x28x28 --classes 10 --seed 7 ;;
-        lstm) jobs/bench/make-lstm-data.sh "$ddtrain" "$f" ;;
+        mlp) "$ddtrain" data synth --out "$f" --samples 12800 --features 784 --classes 10 --seed 7 ;;
+        cnn) "$ddtrain" data synth --out "$f" --samples 19200 --image 1x28x28 --classes 10 --seed 7 ;;
+        lstm) # make-lstm-data.sh's text (a seeded uniform draw from 65 symbols), 3072 x 64 + 1 characters
+            $PY - "$work/lstm.txt" <<'PY'
+import random, sys
+alphabet = [chr(c) for c in range(48, 48 + 65)]
+r = random.Random(1234)
+n = 3072 * 64 + 1 - len(alphabet)
+open(sys.argv[1], "w").write("".join(alphabet) + "".join(r.choice(alphabet) for _ in range(n)))
+PY
+            "$ddtrain" data text "$work/lstm.txt" --out "$f" --seq-len 64 ;;
     esac >/dev/null
 }
 for m in "${models[@]}"; do make_data "$m"; done
+
+# The build before the overlap (BEFORE_REF; "" for none), for "1 rank and one host no slower than
+# before": built once into build/bench-before
+before=
+if [ -n "$BEFORE_REF" ]; then
+    before=$root/build/bench-before/ddtrain
+    if [ ! -x "$before" ]; then
+        src=$root/build/bench-before-src
+        rm -rf "$src" && git worktree prune
+        git worktree add -f -q "$src" "$BEFORE_REF"
+        cmake -S "$src" -B build/bench-before -DCMAKE_BUILD_TYPE=Release -DDDTRAIN_BUILD_TESTS=OFF >/dev/null
+        cmake --build build/bench-before -j"$(nproc)" --target ddtrain >/dev/null
+        git worktree remove --force "$src"
+    fi
+fi
 
 # The comm.* keys of issue 13: without them ddtrain refuses the variants, so only the baseline runs
 if "$ddtrain" train --help 2>&1 | grep -q 'grad_dtype'; then
@@ -275,7 +304,7 @@ if start:
 if ep:
     e = ep[-1]
     rec["steps"] = e["step"] - (ep[-2]["step"] if len(ep) > 1 else 0)
-    for k in ("samples_per_s", "epoch_s", "allreduce_s", "data_wait_s", "phases", "sync_bytes", "train_loss"):
+    for k in ("samples_per_s", "epoch_s", "allreduce_s", "data_wait_s", "wall_s", "phases", "sync", "train_loss"):
         if k in e:
             rec[k] = e[k]
 print(json.dumps(rec))
@@ -292,9 +321,11 @@ train() {
     log=$work/m.jsonl
     rm -f "$log" "$work/threads.json"
     read -r -a words <<<"$variant"
-    local cmd=("${pin[@]}" "$ddtrain" train "jobs/bench/$m.yaml" "train.epochs=$EPOCHS" "train.metrics=$log"
-               checkpoint.dir= train.threads=1 --quiet "${words[@]}")
-    $PY "$work/threads.py" "$work/threads.json" "$ddtrain" &
+    local bin=${DDT:-$ddtrain}
+    [ "$variant" = before ] && words=()
+    local cmd=("${pin[@]}" "$bin" train "jobs/bench/$m.yaml" "data.train=bench-data/net-$m.h5" "train.epochs=$EPOCHS"
+               "train.metrics=$log" checkpoint.dir= train.threads=1 --quiet "${words[@]}")
+    $PY "$work/threads.py" "$work/threads.json" "$bin" &
     sampler=$!
     c0=$(cpustat); t0=$EPOCHREALTIME
     if [ "$layout" = 1 ]; then
@@ -311,7 +342,7 @@ train() {
         "$($PY -c 'import json,sys; print(json.dumps(dict(zip(["model","layout","link","variant","repeat","han"], sys.argv[1:]))))' \
            "$m" "$layout" "$link" "$variant" "$rep" "${HAN_TAG:-}")" \
         "$c0" "$c1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b-a}')" "$rc" "$work/threads.json" | tee -a "$runs" |
-        $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); print("  %-4s %-4s %-5s %-40s rep %s: %8.0f samples/s  busy %3.0f%% (softirq %2.0f%%)" % (r["model"], r["layout"], r["link"], r["variant"] or "baseline", r["repeat"], r.get("samples_per_s") or 0, 100*(1-r["cpu"]["idle"]), 100*r["cpu"]["softirq"]))' >&2
+        $PY -c 'import json,sys; r=json.loads(sys.stdin.read()); print("  %-4s %-4s %-5s %-40s rep %s: %8.0f samples/s  busy %3.0f%% (softirq %2.0f%%)" % (r["model"], r["layout"], r["link"], r["variant"] or "defaults", r["repeat"], r.get("samples_per_s") or 0, 100*(1-r["cpu"]["idle"]), 100*r["cpu"]["softirq"]))' >&2
 }
 
 # coll LAYOUT LINK REPEAT ARGS...: allreduce_bench on LAYOUT, its lines (tagged) appended to $coll
@@ -351,8 +382,9 @@ link_rate() { if [ "$1" = veth ]; then echo off; else echo "$RATE"; fi; }
 } >"$OUT/net-env.txt"
 cat "$OUT/net-env.txt" >&2
 
-small="8 64 1024 16384"
+small="8 1024"
 large="262144 1048576 4194304"
+declare -A nparams=()
 t_start=$EPOCHREALTIME
 for rep in $(seq 1 "$REPEATS"); do
     echo "== repeat $rep/$REPEATS ($(awk -v a="$t_start" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.0f", b-a}') s)" >&2
@@ -370,9 +402,15 @@ for rep in $(seq 1 "$REPEATS"); do
     done
     for m in "${models[@]}"; do
         shape off
+        # one host: this build as a user runs it (the defaults), with the communication thread, and the build
+        # before the overlap (BEFORE_REF), interleaved
         train "$m" 1 - "" "$rep"
+        [ -n "$before" ] && DDT=$before train "$m" 1 - before "$rep"
         train "$m" shm - "" "$rep"
+        [ "$have_comm" = 1 ] && train "$m" shm - comm.overlap=thread "$rep"
+        [ -n "$before" ] && DDT=$before train "$m" shm - before "$rep"
         np=$($PY -c 'import json,sys; print([r for r in map(json.loads, open(sys.argv[1])) if r["model"]==sys.argv[2] and r.get("parameters")][-1]["parameters"])' "$runs" "$m")
+        nparams[$m]=$np
         for link in "${links[@]}"; do
             shape "$(link_rate "$link")"
             for v in "${VARIANTS[@]}"; do train "$m" 2x1 "$link" "$v" "$rep"; done
@@ -381,18 +419,24 @@ for rep in $(seq 1 "$REPEATS"); do
                 for v in "${V3[@]}"; do train "$m" 3x1 "$link" "$v" "$rep"; done
                 coll 3x1 "$link" "$rep" --seconds "$AR_SECONDS" --label "$m" $((np * 4)) $((np * 2))
             fi
-            # many ranks per host: 2 hosts x 2 ranks, tuned (the default) against han; han crashes on
-            # MPI_IN_PLACE in this Open MPI (4.1.4, open-mpi/ompi#11488), so both also from a send buffer
-            coll 2x2 "$link" "$rep" --seconds "$AR_SECONDS" --label "$m" $((np * 4))
-            HAN_TAG=tuned-oop coll 2x2 "$link" "$rep" --out-of-place --seconds "$AR_SECONDS" --label "$m" $((np * 4))
-            han_on
-            HAN_TAG=han-oop coll 2x2 "$link" "$rep" --out-of-place --seconds "$AR_SECONDS" --label "$m" $((np * 4))
-            han_off
             if [[ " $HAN_MODELS " == *" $m "* ]]; then
-                # ddtrain reduces in place: han would crash, so only the default is trained on 2 x 2
-                HAN_TAG=tuned train "$m" 2x2 "$link" "${VARIANTS[0]}" "$rep"
+                # 2 hosts x 2 ranks; ddtrain reduces in place, which han would crash on: the default only
+                train "$m" 2x2 "$link" "${VARIANTS[0]}" "$rep"
             fi
         done
+    done
+    # many ranks per host: 2 hosts x 2 ranks, the raw allreduce of every model's gradients, tuned (the
+    # default) against han; han crashes on MPI_IN_PLACE in this Open MPI (4.1.4, open-mpi/ompi#11488),
+    # so both also from a send buffer
+    sizes=()
+    for m in "${models[@]}"; do sizes+=($((nparams[$m] * 4))); done
+    for link in "${links[@]}"; do
+        shape "$(link_rate "$link")"
+        coll 2x2 "$link" "$rep" --seconds "$AR_SECONDS" --label 2x2 "${sizes[@]}"
+        HAN_TAG=tuned-oop coll 2x2 "$link" "$rep" --out-of-place --seconds "$AR_SECONDS" --label 2x2 "${sizes[@]}"
+        han_on
+        HAN_TAG=han-oop coll 2x2 "$link" "$rep" --out-of-place --seconds "$AR_SECONDS" --label 2x2 "${sizes[@]}"
+        han_off
     done
 done
 shape off

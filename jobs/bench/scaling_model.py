@@ -26,6 +26,20 @@ import sys
 # sample, CNN 2.1 / 3.8, LSTM 2.79 / 5.57 GFLOP per step); used when the runs carry no phase timers
 BWD_SHARE = {"mlp": 1.87 / 3.21, "cnn": 3.8 / 5.9, "lstm": 5.57 / 8.36}
 MODELS = ["mlp", "cnn", "lstm"]
+# Whole-layer buckets of comm.bucket_mb = 1 MiB (docs/communication.md: layers from the last one are added
+# to a bucket until it holds 1 MiB; a bucket starts once its first layer's backward is done): (share of the
+# gradient bytes in the buckets that start before backward ends, share of backward still to run then); the
+# rest goes when backward ends.
+#  mlp: dense 512x10 + dense 512x512 (267,786 of 669,706 parameters, 1.07 MB: the first bucket) are ready
+#       when only the first dense layer's weight gradient is left: 2 x 784 x 512 of 1.87 MFLOP per sample
+#  cnn: all 18,378 parameters (74 KB) are one bucket: nothing starts before backward ends
+#  lstm: the dense head + the LSTM (346,433 of 350,593, 1.39 MB) are one bucket, ready when the recurrence
+#       is done, with only the embedding's scatter (about 1% of backward) left
+LAYER_BUCKETS = {
+    "mlp": (267786 / 669706, 0.80 / 1.87),
+    "cnn": (0.0, 0.0),
+    "lstm": (346433 / 350593, 0.01),
+}
 # net.sh's default variants (the rows left TODO when the build has no comm.* keys)
 DEFAULT_VARIANTS = ["comm.overlap=off", "comm.overlap=thread", "comm.overlap=poll", "comm.overlap=thread comm.grad_dtype=bf16"]
 
@@ -70,15 +84,34 @@ def phase_s(run, *names):
     return None
 
 
+def sync_s(run, key):
+    """a per-step figure of the epoch record's "sync" block (mean over ranks), None when absent"""
+    v = (run.get("sync") or {}).get(key)
+    return v.get("mean_s") if isinstance(v, dict) else None
+
+
 def step_figures(run):
-    """compute, sync and exposed sync per step (s) from the phase timers, None where absent"""
+    """per step (s): forward, backward, compute (their sum), sync (time in the gradient reduction's MPI
+    calls: the communication thread's, or the main thread's), exposed sync (what the step waited for the
+    sync beyond its compute: the "sync" phase) and the sync's span (first bucket started to last done);
+    None where the metrics do not have them (builds before the phase timers)"""
     fwd, bwd = phase_s(run, "forward"), phase_s(run, "backward")
     comp = fwd + bwd if fwd is not None and bwd is not None else None
-    sync = phase_s(run, "sync", "allreduce")
-    exposed = phase_s(run, "sync_exposed", "exposed_sync", "sync_wait", "exposed")
-    if exposed is None and sync is not None and not overlapping(run.get("variant")):
-        exposed = sync  # no overlap: every second of sync is exposed
-    return fwd, bwd, comp, sync, exposed
+    exposed = phase_s(run, "sync")
+    sync = sync_s(run, "busy_per_step")
+    span = sync_s(run, "span_per_step")
+    if sync is None and exposed is not None and not overlapping(run.get("variant")) and run.get("sync") is None:
+        sync = None  # the phase timers without the sync block: leave it unknown
+    return fwd, bwd, comp, sync, exposed, span
+
+
+def hidden_share(bwd, span, exposed):
+    """the share of the hideable time (min of backward and the sync's span per step) that the overlap hid;
+    hidden = span - exposed, as docs/communication.md defines it"""
+    if bwd is None or span is None or exposed is None:
+        return None
+    hideable = min(bwd, span)
+    return max(0.0, span - exposed) / hideable if hideable > 0 else None
 
 
 class Data:
@@ -183,19 +216,25 @@ def summary(D):
     if e.get("have_comm") == "0":
         print("# this ddtrain has no comm.* keys: the 2-host runs are the baseline only (today's blocking allreduce)")
     print()
-    print("## Training: samples/s (median), per step: compute, sync and exposed sync from the phase timers")
-    print("## ('-': not in the metrics), rank 0's blocking allreduce time (allreduce_s), the raw MPI_Allreduce")
-    print("## of the same bytes on the same link, and the machine's CPU use during the run")
+    print("## Training: samples/s (median); per step (mean over ranks, from the epoch record): compute =")
+    print("## forward + backward (backward), sync = time the reductions ran (busy_per_step; span_per_step: first")
+    print("## bucket started to last done), exposed = the step's wait beyond compute (the sync phase), hidden /")
+    print("## hideable = (span - exposed) / min(backward, span);")
+    print("## '-': not in the metrics; the raw MPI_Allreduce of the same bytes on the same link (allreduce_bench)")
+    print("## and the machine's CPU use during the run ('defaults': no comm.* override)")
     print()
     print(
-        "| model | ranks | link | config | samples/s | vs 1 rank | vs overlap off | compute ms | sync ms "
-        "| exposed ms | allreduce_s ms | raw allreduce ms | sync / raw | CPU busy (softirq) |"
+        "| model | ranks | link | config | samples/s | vs 1 rank | vs overlap off (1 rank, one host: vs before) "
+        "| compute ms (bwd) | sync ms (span) | exposed ms | hidden / hideable | raw allreduce ms | sync / raw | CPU busy (softirq) |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m in D.models:
         one = D.sps(model=m, layout="1")
         np_ = D.params(m)
-        rows = [("1", "-", "")] + [("shm", "-", "")]
+        rows = []
+        for layout in ("1", "shm"):
+            vs = sorted({r["variant"] for r in D.sel(model=m, layout=layout)}, key=lambda v: (v == "before", v))
+            rows += [(layout, "-", v) for v in vs]
         for layout in ("2x1", "3x1", "2x2"):
             for link in D.links:
                 for v in D.variants + [v for v in {r["variant"] for r in D.sel(model=m, layout=layout)} if v not in D.variants]:
@@ -206,9 +245,13 @@ def summary(D):
             if not runs:
                 continue
             s = med(r.get("samples_per_s") for r in runs)
-            base = D.sps(model=m, layout=layout, link=link, variant=D.variants[0]) if D.variants else None
+            if layout in ("1", "shm"):  # against the build before the overlap, when it ran
+                base = D.sps(model=m, layout=layout, link=link, variant="before")
+            else:
+                base = D.sps(model=m, layout=layout, link=link, variant=D.variants[0]) if D.variants else None
             figs = [step_figures(r) for r in runs]
-            comp, sync, exp = (med(f[i] for f in figs) for i in (2, 3, 4))
+            bwd, comp, sync, exp, span = (med(f[i] for f in figs) for i in (1, 2, 3, 4, 5))
+            hid = med(hidden_share(f[1], f[5], f[4]) for f in figs)
             ar = med(r["allreduce_s"] / r["steps"] for r in runs if r.get("allreduce_s") is not None and r.get("steps"))
             raw = None
             if layout in ("2x1", "3x1", "2x2") and np_:
@@ -217,9 +260,11 @@ def summary(D):
             sirq = med(r["cpu"]["softirq"] for r in runs)
             who = {"1": "1", "shm": "2, one host", "2x1": "2 hosts", "3x1": "3 hosts", "2x2": "2 hosts x 2"}[layout]
             print(
-                f"| {m} | {who} | {link} | {v or 'baseline'} | {fmt(s, nd=0)} | {ratio(s, one)} "
-                f"| {ratio(s, base) if layout not in ('1', 'shm') else '-'} | {fmt(comp, 1e3, 2)} | {fmt(sync, 1e3, 2)} "
-                f"| {fmt(exp, 1e3, 2)} | {fmt(ar, 1e3, 2)} | {fmt(raw, 1e3, 2)} | "
+                f"| {m} | {who} | {link} | {v or ('defaults' if D.env.get('have_comm') == '1' else 'today')} | {fmt(s, nd=0)} | {ratio(s, one)} "
+                f"| {ratio(s, base) + (' (vs before)' if layout in ('1', 'shm') and base else '')} "
+                f"| {fmt(comp, 1e3, 2)} ({fmt(bwd, 1e3, 2)}) | {fmt(sync, 1e3, 2)} ({fmt(span, 1e3, 2)}) "
+                f"| {fmt(exp if exp is not None else (ar if not overlapping(v) else None), 1e3, 2)} "
+                f"| {fmt(hid, 100, 0) + '%' if hid is not None and layout not in ('1', 'shm') else '-'} | {fmt(raw, 1e3, 2)} | "
                 f"{ratio(sync, raw) if sync and raw else (ratio(ar, raw) + ' (allreduce_s)' if ar and raw and not overlapping(v) else '-')} "
                 f"| {fmt(busy, 100, 0)}% ({fmt(sirq, 100, 0)}%) |"
             )
@@ -261,11 +306,11 @@ def summary(D):
         for nb in (np_ * 4, np_ * 2):
             for link in D.links:
                 t2, t3 = D.raw("allreduce", "2x1", link, nb, m), D.raw("allreduce", "3x1", link, nb, m)
-                tu = D.raw("allreduce", "2x2", link, nb, m)
-                to = D.raw("allreduce", "2x2", link, nb, m, coll="tuned-oop")
-                th = D.raw("allreduce", "2x2", link, nb, m, coll="han-oop")
+                tu = D.raw("allreduce", "2x2", link, nb)
+                to = D.raw("allreduce", "2x2", link, nb, coll="tuned-oop")
+                th = D.raw("allreduce", "2x2", link, nb, coll="han-oop")
                 hruns = [c for c in D.coll if c.get("coll") == "han-oop" and c["link"] == link
-                         and (c.get("label") == m or m in " ".join(c.get("args") or []))]
+                         and (c.get("bytes") == nb or "failed" in c)]
                 nfail = sum(1 for c in hruns if "failed" in c)
                 if t2 is None and t3 is None and tu is None and th is None:
                     continue
@@ -325,8 +370,25 @@ def t_sync(P, nbytes, alpha, bw):
 
 
 def step(tc, tb, P, nbytes, alpha, bw, overlap):
+    """step time and sync time: overlap hides min(backward, sync)"""
     s = t_sync(P, nbytes, alpha, bw)
     return tc + s - (min(tb, s) if overlap else 0.0), s
+
+
+def step_layers(model, tc, tb, P, nbytes, alpha, bw):
+    """step time with whole-layer buckets: the early groups of LAYER_BUCKETS start when their layers'
+    backward is done, reductions run one after another, the rest starts when backward ends"""
+    groups = [g for g in [LAYER_BUCKETS[model]] if g[0] > 0]
+    t0 = tc - tb  # backward starts
+    t_comm = t0
+    sent = 0.0
+    for share, left in groups:
+        ready = t0 + (1 - left) * tb
+        t_comm = max(t_comm, ready) + t_sync(P, share * nbytes, alpha, bw)
+        sent += share
+    rest = max(0.0, 1 - sent)
+    t_comm = max(t_comm, tc) + (t_sync(P, rest * nbytes, alpha, bw) if rest > 1e-9 else 0.0)
+    return max(tc, t_comm)
 
 
 def model(D):
@@ -383,8 +445,10 @@ def model(D):
         f"reached: a network that runs at its rate, not this machine's CPU-bound TCP)"
     )
     print()
-    print("| model | link | nodes | sync ms | no overlap | overlap | overlap + bf16 |")
-    print("|---|---|---|---|---|---|---|")
+    print("overlap: hides min(backward, sync); layer buckets: what whole-layer buckets can hide (LAYER_BUCKETS)")
+    print()
+    print("| model | link | nodes | sync ms | no overlap | overlap | overlap + bf16 | layer buckets | layer buckets + bf16 |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for m, (nb, tc, share) in inputs.items():
         tb = tc * share
         for gbit in (10, 25, 100):
@@ -393,8 +457,11 @@ def model(D):
                 s0, ts = step(tc, tb, P, nb, alpha, bw, False)
                 s1, _ = step(tc, tb, P, nb, alpha, bw, True)
                 s2, _ = step(tc, tb, P, nb / 2, alpha, bw, True)
+                l1 = step_layers(m, tc, tb, P, nb, alpha, bw)
+                l2 = step_layers(m, tc, tb, P, nb / 2, alpha, bw)
                 print(
-                    f"| {m} | {gbit} Gbit/s | {P} | {ts * 1e3:.2f} | {tc / s0:.0%} | {tc / s1:.0%} | {tc / s2:.0%} |"
+                    f"| {m} | {gbit} Gbit/s | {P} | {ts * 1e3:.2f} | {tc / s0:.0%} | {tc / s1:.0%} | {tc / s2:.0%} "
+                    f"| {tc / l1:.0%} | {tc / l2:.0%} |"
                 )
     print()
     print("## Predicted vs measured on this machine (strong scaling: the 1-rank batch split over P ranks)")
@@ -404,7 +471,10 @@ def model(D):
         "sync uses the link's alpha and bandwidth of the allreduce fit (2 ranks) above"
     )
     print()
-    print("| model | hosts | link | config | sync ms: model | raw allreduce ms | samples/s: model | measured | measured / model |")
+    print(
+        "| model | hosts | link | config | sync ms: model | raw allreduce ms | samples/s: model (layer buckets) "
+        "| measured | measured / model |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     cores = 2
     try:
@@ -426,6 +496,7 @@ def model(D):
                     overlap = overlapping(v)
                     st, ts = step(comp, comp * share, P, n, a, bw, overlap)
                     pred = batch_size(m) / st
+                    pred_l = batch_size(m) / step_layers(m, comp, comp * share, P, n, a, bw) if overlap else None
                     meas = D.sps(model=m, layout=layout, link=link, variant=v)
                     raw = D.raw("allreduce", layout, link, n, label=m)
                     if meas is None and overlap:
@@ -433,8 +504,9 @@ def model(D):
                     else:
                         meas_s = fmt(meas, nd=0)
                     print(
-                        f"| {m} | {P} | {link} | {v or 'baseline'} | {ts * 1e3:.2f} | {fmt(raw, 1e3, 2)} | {pred:,.0f} "
-                        f"| {meas_s} | {ratio(meas, pred)} |"
+                        f"| {m} | {P} | {link} | {v or 'baseline'} | {ts * 1e3:.2f} | {fmt(raw, 1e3, 2)} | {pred:,.0f}"
+                        f"{' (' + format(pred_l, ',.0f') + ')' if pred_l else ''} "
+                        f"| {meas_s} | {ratio(meas, pred)}{' (' + ratio(meas, pred_l) + ')' if pred_l else ''} |"
                     )
 
 
