@@ -108,6 +108,11 @@ int dd_comm_init(int *argc, char ***argv, dd_comm **out) {
     g_start.seconds = env_seconds("DD_STARTUP_TIMEOUT", 300);
     g_start.done = false;
     bool timed = g_start.seconds > 0 && pthread_create(&timer, NULL, startup_timer, NULL) == 0;
+    /* Open MPI's default MPI_Iallreduce algorithm ran at half the link's speed
+     * (2.68 MB over 1 Gbit/s: 43.7 ms against 20.6-22.3 ms blocking); the ring
+     * (1) takes 21.2 ms (jobs/bench/net.sh, docs/communication.md). The
+     * user's setting wins. */
+    setenv("OMPI_MCA_coll_libnbc_iallreduce_algorithm", "1", 0);
     /* MULTIPLE: the watchdog thread talks while the main thread waits in a collective */
     int e = MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided);
     if (timed) {

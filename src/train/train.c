@@ -60,9 +60,10 @@ typedef struct run {
   /* phase timers: seconds per phase since the last epoch / step record */
   double ph_epoch[DD__PH_N], ph_log[DD__PH_N], ph_t;
   int ph_cur;
-  double sync_span, sync_busy, sync_bytes; /* since the last epoch record */
-  double t_record;                         /* when the last epoch record was written */
-  double peak_flops;                       /* all ranks' sgemm peak, FLOP/s */
+  double sync_span, sync_busy; /* since the last epoch record */
+  int64_t sync_bytes;
+  double t_record;   /* when the last epoch record was written */
+  double peak_flops; /* all ranks' sgemm peak, FLOP/s */
   /* train.trace_steps: steps [trace_a, trace_b) go to trace/ */
   int64_t trace_a, trace_b;
   dd__trace *trace; /* open while tracing */
@@ -1023,7 +1024,7 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   es->comm_s += ss.exposed_s;
   r->sync_span += ss.span_s;
   r->sync_busy += ss.busy_s;
-  r->sync_bytes += (double)ss.bytes;
+  r->sync_bytes += ss.bytes;
   for (int k = 0; r->trace && k < r->nbuckets; k++) {
     double t0, t1;
     dd_sync_bucket_times(r->sync, k, &t0, &t1);
@@ -1242,9 +1243,11 @@ static int run_epochs(run *r, dd_train_result *res) {
                         r->sync_busy / (double)(steps_run > 0 ? steps_run : 1), &ps);
     if (rc)
       return rc;
-    const double wall = dd_now() - r->t_record, sync_bytes = r->sync_bytes;
+    const double wall = dd_now() - r->t_record;
+    const int64_t sync_bytes = r->sync_bytes;
     r->t_record = dd_now();
-    r->sync_span = r->sync_busy = r->sync_bytes = 0;
+    r->sync_span = r->sync_busy = 0;
+    r->sync_bytes = 0;
     if (r->out) {
       if (r->o && r->o->progress)
         fprintf(r->out, "\r%*s\r", 79, "");
@@ -1298,7 +1301,7 @@ static int run_epochs(run *r, dd_train_result *res) {
       fprintf(f, ", \"buckets\": %d, \"overlap\": \"%s\", \"dtype\": \"%s\", ", r->nbuckets,
               (const char *[]){"off", "thread", "poll"}[dd_sync_mode(r->sync)],
               r->cfg->grad_dtype == DD_WIRE_BF16 ? "bf16" : "f32");
-      jnum(f, "bytes", sync_bytes, true);
+      fprintf(f, "\"bytes\": %lld", (long long)sync_bytes);
       fprintf(f, "}, ");
       jnum(f, "elapsed_s", dd_now() - r->t0, true);
       fprintf(f, "}\n");
