@@ -319,7 +319,7 @@ const dd_json *dd__json_get(const dd_json *v, const char *key) {
 
 double dd__json_num(const dd_json *v, const char *key) {
   const dd_json *m = dd__json_get(v, key);
-  return m && m->type == DD_JSON_NUMBER ? m->num : NAN;
+  return m && m->type == DD_JSON_NUMBER && isfinite(m->num) ? m->num : NAN; /* 1e999 overflows to inf */
 }
 
 const char *dd__json_str(const dd_json *v, const char *key) {

@@ -35,7 +35,7 @@ void dd__json_free(dd_json *v);
 
 /* The member key of an object (NULL if v is not an object or has none). */
 const dd_json *dd__json_get(const dd_json *v, const char *key);
-/* The member's number; NAN when absent, null or not a number. */
+/* The member's number; NAN when absent, null, not a number or too large for a double. */
 double dd__json_num(const dd_json *v, const char *key);
 /* The member's string; NULL when absent or not a string. */
 const char *dd__json_str(const dd_json *v, const char *key);

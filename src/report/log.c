@@ -95,8 +95,17 @@ static int take(dd__run *r, dd_json *rec, long long line, FILE *warn, bool *owne
     warn_line(r, warn, line, "not a metrics record (no \"event\" string)");
     return DD_OK;
   }
-  r->records++;
   double step = dd__json_num(rec, "step"), el = dd__json_num(rec, "elapsed_s");
+  /* the curves need these numbers */
+  if (strcmp(ev, "step") == 0 && !isfinite(step)) {
+    warn_line(r, warn, line, "a step record without its step number");
+    return DD_OK;
+  }
+  if (strcmp(ev, "epoch") == 0 && !(isfinite(step) && isfinite(dd__json_num(rec, "epoch")))) {
+    warn_line(r, warn, line, "an epoch record without its epoch and step numbers");
+    return DD_OK;
+  }
+  r->records++;
   if (strcmp(ev, "start") == 0) {
     /* elapsed_s starts again from 0 in a resumed run: its time goes on from the last record's */
     r->t_offset = r->t_last;
