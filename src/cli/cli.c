@@ -618,7 +618,7 @@ static int cmd_report(cli *x, int argc, char **argv) {
       dd_free(dirs);
       return 1;
     } else if (opt_is(a, "--out")) {
-      if (!(out = opt_value(argc, argv, &i, "--out")))
+      if (!(out = opt_value(argc, argv, &i, "--out")) || !out[0])
         rc = usage_error(x, "%s needs a file name, e.g. --out compare.html", "--out");
     } else if (a[0] == '-' && a[1] == '-') {
       rc = usage_error(x, "unknown option '%s' for report", a);

@@ -129,10 +129,9 @@ static int ticks(const axis *a, bool integer, double *t, int n) {
     int decades = (int)lround(log10(a->hi / a->lo));
     for (double d = a->lo; d <= a->hi * 1.0001 && k < n; d *= 10) {
       t[k++] = d;
-      if (decades <= 2 && d * 2 < a->hi && k + 1 < n) {
-        t[k++] = 2 * d;
-        t[k++] = 5 * d;
-      }
+      for (int m = 2; decades <= 2 && m <= 5 && k < n; m += 3) /* 2x and 5x when there are few decades */
+        if (m * d < a->hi)
+          t[k++] = m * d;
     }
     return k;
   }
@@ -709,10 +708,12 @@ static void plot_timeline(FILE *o, const dd__run *runs, int nruns) {
     fprintf(o, "<g class=\"run\" data-run=\"");
     esc(o, run->label);
     fprintf(o, "\">\n<text x=\"%d\" y=\"%.1f\" fill=\"%s\" font-weight=\"bold\">", ML - 60, y + 4, run_colour[r]);
-    char lab[24];
-    size_t ln = strlen(run->label);
+    char lab[32];
+    size_t ln = strlen(run->label), from = ln > 22 ? ln - 21 : 0;
+    while (from < ln && ((unsigned char)run->label[from] & 0xC0) == 0x80)
+      from++; /* not inside a UTF-8 character */
     /* the lane's name: the end of the path, which tells runs apart */
-    snprintf(lab, sizeof lab, "%s%s", ln > 22 ? "…" : "", run->label + (ln > 22 ? ln - 21 : 0));
+    snprintf(lab, sizeof lab, "%s%.21s", from > 0 ? "…" : "", run->label + from);
     esc(o, lab);
     fprintf(o, "</text>\n<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>\n",
             px(&f, 0), y, px(&f, run->t_last), y, run_colour[r]);
@@ -724,8 +725,13 @@ static void plot_timeline(FILE *o, const dd__run *runs, int nruns) {
               run->epochs[i].t);
     for (size_t i = 0; i < run->nevents; i++) {
       const dd__event *e = &run->events[i];
-      fprintf(o, "<g class=\"marker\" data-kind=\"%s\" data-step=\"%.0f\"><title>%s at step %.0f, %.3g s: ",
-              kinds[e->kind].name, e->step, kinds[e->kind].name, e->step, e->t);
+      char st[32];
+      if (isfinite(e->step))
+        snprintf(st, sizeof st, "%.0f", e->step);
+      else
+        snprintf(st, sizeof st, "?");
+      fprintf(o, "<g class=\"marker\" data-kind=\"%s\" data-step=\"%s\"><title>%s at step %s, %.3g s: ",
+              kinds[e->kind].name, st, kinds[e->kind].name, st, e->t);
       esc(o, e->text);
       fprintf(o, "</title>");
       marker(o, e->kind, px(&f, e->t), y);
@@ -1156,6 +1162,10 @@ int dd_report_write(const dd_report_opts *o, dd_report_result *res) {
     res->damaged += runs[r].damaged;
   }
   char html[4096];
+  struct stat st;
+  if (rc == DD_OK && o->out && stat(o->out, &st) == 0 && S_ISDIR(st.st_mode))
+    rc = dd_error(DD_EINVAL, "--out %s is a directory; give the page's file name, e.g. --out %s/report.html", o->out,
+                  o->out);
   if (o->out)
     snprintf(html, sizeof html, "%s", o->out);
   else if (rc == DD_OK) {

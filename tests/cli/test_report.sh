@@ -35,6 +35,10 @@ timeout -k 5 120 "$MPIEXEC" -n 2 --oversubscribe "$DDTRAIN" train run.yaml check
     train.epochs=100000 train.skip_zscore=0 >"$out" 2>"$err" &
 pid=$!
 for _ in $(seq 1 200); do grep -q '"event": "epoch"' runB/metrics.jsonl 2>/dev/null && break; sleep 0.05; done
+# the report of the run while it trains (its log growing as it is read)
+timeout -k 5 60 "$DDTRAIN" report runB >live-out.txt 2>live-err.txt || fail "report of runB while it trains: $(cat live-err.txt)"
+grep -q '^wrote runB/report.html' live-out.txt && [ ! -s live-err.txt ] && grep -q 'in progress' runB/report.html &&
+    echo "ok   report of runB while it trains" || fail "report of runB while it trains: $(cat live-out.txt live-err.txt)"
 pkill -USR1 -P $pid -x "$(basename "$MPIEXEC")"
 wait $pid
 rc=$?
@@ -178,6 +182,7 @@ expect_error "report of an empty log" 0 1 "empty/metrics.jsonl is empty" report 
 expect_error "report of a directory without a log" 0 1 "'nolog' has no metrics.jsonl" report nolog
 expect_error "report of a missing directory among several" 0 1 "'nope' does not exist" report run nope --out x.html
 expect_error "report into a missing directory" 0 1 "cannot write 'no/such/dir/r.html'" report run --out no/such/dir/r.html
+expect_error "report --out a directory" 0 1 "--out nolog is a directory" report run --out nolog
 expect_error "report without a run" 0 2 "report needs a RUN_DIR" report
 expect_error "report with an unknown option" 0 2 "unknown option '--bogus' for report" report run --bogus
 [ -e empty/report.html ] || [ -e nolog/report.html ] || [ -e x.html ] && fail "a failed report wrote a page"
