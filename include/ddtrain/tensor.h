@@ -14,6 +14,10 @@
 void dd_tensor_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc);
 
+/* Measured sgemm FLOP/s at the current thread count: the best 512^3
+ * product over about `seconds` (the peak against which MFU is reported). */
+double dd_tensor_gemm_peak(double seconds);
+
 /* y[n] += alpha * x[n] */
 void dd_tensor_axpy(int64_t n, float alpha, const float *x, float *y);
 /* x[n] *= alpha */

@@ -62,13 +62,14 @@ int dd_predict_run(dd_comm *c, const char *ckpt, const char *data, const char *x
  * classes per step, and the checkpoint must carry the vocabulary of its
  * training data (`data text` files have one). Starting from the prompt, it
  * feeds the last (up to T) characters, samples the next one from
- * softmax(logits / temperature) at the last step (temperature 0: the most
- * likely one) and repeats `length` times. Rank 0 writes the prompt and
+ * softmax(logits / temperature) at the last step, among the top_k most
+ * likely if top_k > 0 (temperature 0: the most likely one) and repeats `length` times. Rank 0 writes the prompt and
  * the sampled text (UTF-8) to out as it goes. */
 typedef struct dd_generate_opts {
   const char *prompt; /* UTF-8, at least one character of the vocabulary */
   int64_t length;     /* characters to sample */
   double temperature; /* >= 0 */
+  int64_t top_k;      /* draw among the k most likely only (0 = all) */
   uint64_t seed;      /* sampling stream */
 } dd_generate_opts;
 int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FILE *out);
@@ -77,5 +78,10 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
  * shape) for batches of up to max_batch samples and load its parameters.
  * *cfg and *m are owned by the caller (dd_config_free, dd_model_free). */
 int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch, dd_config **cfg, dd_model **m);
+
+/* Merge the per-rank trace files of DIR (trace-rankNNNNN.jsonl, written
+ * with train.trace_steps) into OUT, one Chrome trace (JSON object format);
+ * lines cut short by a crash are left out. *ranks, *events: what it holds. */
+int dd_trace_merge(const char *dir, const char *out, int *ranks, int64_t *events);
 
 #endif

@@ -151,7 +151,9 @@ static int take(dd__run *r, dd_json *rec, long long line, FILE *warn, bool *owne
                      .allreduce_s = dd__json_num(rec, "allreduce_s"),
                      .data_wait_s = dd__json_num(rec, "data_wait_s"),
                      .mfu = dd__json_num(rec, "mfu"),
-                     .sync_bytes = dd__json_num(rec, "sync_bytes"),
+                     .sync_bytes = isfinite(dd__json_num(rec, "sync_bytes"))
+                                       ? dd__json_num(rec, "sync_bytes")
+                                       : dd__json_num(dd__json_get(rec, "sync"), "bytes"),
                      .t = t};
     if (read_phases(r, rec, e))
       return DD_ENOMEM;

@@ -1,6 +1,7 @@
 /* `ddtrain generate`: sample text from a character-level model in a checkpoint. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "session.h"
@@ -37,20 +38,35 @@ static int check_model(const dd_model *m, const char *ckpt, int64_t nvocab) {
   return DD_OK;
 }
 
+static int desc(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x < y) - (x > y);
+}
+
 /* The next token from logits z[K]: argmax at temperature 0, else a draw
- * from softmax(z / temperature). */
-static int64_t sample(const float *z, int64_t K, double temperature, dd_rng *r) {
+ * from softmax(z / temperature) over the top_k largest logits (0: all; ties
+ * with the k-th largest stay in, as with torch.topk's threshold). tmp: [K]. */
+static int64_t sample(const float *z, int64_t K, double temperature, int64_t top_k, float *tmp, dd_rng *r) {
   int64_t arg = 0;
   for (int64_t k = 1; k < K; k++)
     if (z[k] > z[arg])
       arg = k;
   if (temperature <= 0.0)
     return arg;
+  float thr = -INFINITY;
+  if (top_k > 0 && top_k < K) {
+    memcpy(tmp, z, sizeof(float) * (size_t)K);
+    qsort(tmp, (size_t)K, sizeof(float), desc);
+    thr = tmp[top_k - 1];
+  }
   double sum = 0.0;
   for (int64_t k = 0; k < K; k++)
-    sum += exp(((double)z[k] - (double)z[arg]) / temperature);
+    if (z[k] >= thr)
+      sum += exp(((double)z[k] - (double)z[arg]) / temperature);
   double u = (double)dd_rng_uniform(r) * sum, acc = 0.0;
   for (int64_t k = 0; k < K; k++) {
+    if (z[k] < thr)
+      continue;
     acc += exp(((double)z[k] - (double)z[arg]) / temperature);
     if (u < acc)
       return k;
@@ -67,6 +83,7 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
   dd_config *cfg = NULL;
   dd_model *m = NULL;
   int32_t *vocab = NULL, *ids = NULL;
+  float *tmp = NULL;
   int64_t nvocab = 0;
   int rc = dd_model_from_checkpoint(c, ckpt, 1, &cfg, &m);
   if (rc == DD_OK)
@@ -86,7 +103,8 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
     /* the prompt's ids, then the window of the last T */
     const int64_t cap = plen > m->input.d[0] ? plen : m->input.d[0];
     ids = dd_alloc((size_t)cap + 1, sizeof(int32_t));
-    rc = ids ? DD_OK : DD_ENOMEM;
+    tmp = dd_alloc((size_t)m->classes, sizeof(float));
+    rc = ids && tmp ? DD_OK : DD_ENOMEM;
   }
   if (rc == DD_OK) {
     int64_t bad = 0;
@@ -131,7 +149,7 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
     if (rc)
       break;
     /* classes past the vocabulary (a model wider than its data) are never drawn */
-    const int64_t next = sample(m->acts[m->nlayers] + (L - 1) * K, nvocab, o->temperature, &r);
+    const int64_t next = sample(m->acts[m->nlayers] + (L - 1) * K, nvocab, o->temperature, o->top_k, tmp, &r);
     if (n == T) { /* slide the window by one */
       memmove(ids, ids + 1, (size_t)(T - 1) * sizeof *ids);
       n--;
@@ -147,6 +165,7 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
     fflush(w);
   }
   dd_free(ids);
+  dd_free(tmp);
   dd_free(vocab);
   dd_model_free(m);
   dd_config_free(cfg);

@@ -88,6 +88,17 @@ ddt in generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 7
 [ "$s1" = "$(cat "$out")" ] || fail "the same seed gives the same sample"
 ddt in generate "$ck" --prompt "café" --length 40 --temperature 0.8 --seed 8
 [ "$s1" != "$(cat "$out")" ] || fail "another seed gives another sample"
+# top-k: k = 1 at any temperature is the greedy text; a larger k samples, as without it at that seed
+expect_ok "generate --top-k 1" in generate "$ck" --prompt "the cat " --length 60 --temperature 1.5 --top-k 1 --seed 3
+[ "$g1" = "$(cat "$out")" ] || fail "--top-k 1 gives the greedy text"
+ddt in generate "$ck" --prompt "the cat " --length 60 --temperature 1.5 --top-k 3 --seed 3
+k3=$(cat "$out")
+ddt in generate "$ck" --prompt "the cat " --length 60 --temperature 1.5 --top-k 1000 --seed 3
+kall=$(cat "$out")
+ddt in generate "$ck" --prompt "the cat " --length 60 --temperature 1.5 --seed 3
+[ "$kall" = "$(cat "$out")" ] || fail "--top-k larger than the vocabulary is all of it"
+[ "$k3" != "$g1" ] || fail "--top-k 3 at temperature 1.5 still samples"
+expect_error "--top-k negative" in 2 "--top-k must be >= 0" generate "$ck" --prompt "the" --top-k -1
 
 # a sentiment-style classifier on variable-length synthetic sequences
 expect_ok "data synth --seq-len" in data synth --out sent.h5 --seq-len 20 --samples 2000 --vocab 60 --seed 4
