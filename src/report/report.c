@@ -820,7 +820,8 @@ static void summary(FILE *o, const dd__run *runs, int nruns) {
 static void epoch_table(FILE *o, const dd__run *r) {
   enum { MAX_ROWS = 500 };
   bool ph = run_has_phases(r);
-  fputs("<table class=\"epochs\"><tr><th>epoch</th><th>step</th><th>train loss</th><th>train acc</th><th>val "
+  fputs("<div class=\"wide\"><table class=\"epochs\"><tr><th>epoch</th><th>step</th><th>train loss</th><th>train "
+        "acc</th><th>val "
         "loss</th><th>val acc</th><th>lr</th><th>samples/s</th><th>epoch s</th><th>allreduce s</th><th>data wait "
         "s</th><th>sync bytes</th><th>MFU</th>",
         o);
@@ -859,7 +860,7 @@ static void epoch_table(FILE *o, const dd__run *r) {
     }
     fputs("</tr>\n", o);
   }
-  fputs("</table>\n", o);
+  fputs("</table></div>\n", o);
 }
 
 static void events_table(FILE *o, const dd__run *r) {
@@ -1008,7 +1009,7 @@ static const char *const css =
     "text-align:left;vertical-align:top}th{background:#f4f4f4}td.slow{background:#fde0dc}"
     ".swatch{display:inline-block;width:10px;height:10px;margin-right:6px}"
     "pre{background:#f7f7f7;padding:8px;font-size:12px;overflow:auto}.note{color:#555;font-size:13px}"
-    "svg.plot{display:block;margin:8px 0}";
+    "svg.plot{display:block;margin:8px 0}.wide{overflow-x:auto}";
 
 /* ---- files ---- */
 
