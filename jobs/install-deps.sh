@@ -2,7 +2,8 @@
 # install-deps.sh - install what ddtrain needs from Debian 12 packages (idempotent, quiet when done).
 #
 #   bash jobs/install-deps.sh            build + run: compiler, CMake, Open MPI, parallel HDF5, OpenBLAS, libyaml
-#   bash jobs/install-deps.sh test       + what the test suite needs (h5py, h5diff, iproute2, Slurm, podman, ...)
+#   bash jobs/install-deps.sh test       + what the test suite needs (h5py, h5diff, iproute2, Slurm, podman,
+#                                          jsonschema and headless Chromium for the report, ...)
 #   bash jobs/install-deps.sh bench      + PyTorch for the side-by-side benchmarks
 #   bash jobs/install-deps.sh fuzz       + clang and libFuzzer, for the coverage-guided fuzz build (preset fuzz)
 #
@@ -14,7 +15,8 @@ build=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openm
 test=(python3 python3-numpy python3-h5py python3-xxhash iproute2 procps util-linux
       munge slurmctld slurmd slurm-client
       podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-client strace
-      clang-format cppcheck shellcheck)
+      clang-format cppcheck shellcheck
+      python3-jsonschema chromium fonts-dejavu-core)
 bench=(python3 python3-torch python3-numpy)
 fuzz=(clang libclang-rt-14-dev)
 

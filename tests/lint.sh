@@ -16,7 +16,7 @@ if [ ${#unformatted[@]} -gt 0 ]; then
 fi
 if ! cppcheck -q --enable=warning,style,performance,portability --std=c11 --inline-suppr \
         --suppressions-list=tests/cppcheck.supp --error-exitcode=1 \
-        -Iinclude -Isrc/data -Isrc/config -Isrc/train -Itests/util -Itests/fuzz src tests/util tests/unit tests/mpi tests/cli tests/fuzz jobs/bench; then
+        -Iinclude -Isrc/data -Isrc/config -Isrc/train -Isrc/report -Itests/util -Itests/fuzz src tests/util tests/unit tests/mpi tests/cli tests/fuzz jobs/bench; then
     echo "lint: cppcheck findings above (fix them, or suppress with a reason in tests/cppcheck.supp)"
     fail=1
 fi

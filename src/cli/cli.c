@@ -12,6 +12,7 @@
 #include "ddtrain/config.h"
 #include "ddtrain/core.h"
 #include "ddtrain/data.h"
+#include "ddtrain/report.h"
 #include "ddtrain/tensor.h"
 #include "ddtrain/train.h"
 
@@ -100,6 +101,20 @@ static const char *const usage_data =
     "import idx: MNIST-style idx3-ubyte images and idx1-ubyte labels (.gz accepted);\n"
     "       pixels stored as uint8 N x 1 x H x W with scale 1/255 (read as [0, 1]).\n"
     "inspect: shapes, types, value ranges and label counts of every dataset.\n";
+
+static const char *const usage_report =
+    "usage: ddtrain report RUN_DIR [RUN_DIR ...] [--out FILE.html]\n"
+    "\n"
+    "Write RUN_DIR/report.html from the run's metrics.jsonl: loss, accuracy, learning\n"
+    "rate and throughput curves, where each epoch's time went (per phase, per rank),\n"
+    "checkpoints, stops, stalls and skips on a time axis, and the run's configuration.\n"
+    "One self-contained page (inline SVG, no scripts, nothing fetched); each plot is\n"
+    "also written beside it as report-<plot>.svg. Works while the run is going on.\n"
+    "A RUN_DIR may also be a metrics file (train.metrics elsewhere).\n"
+    "\n"
+    "  several RUN_DIRs   curves overlaid, one colour per run (up to 10), for comparing\n"
+    "                     experiments; the page goes to the first RUN_DIR\n"
+    "  --out FILE.html    write the page there instead (plots: FILE-<plot>.svg)\n";
 
 typedef struct cli {
   dd_comm *c;
@@ -606,6 +621,57 @@ static int cmd_generate(cli *x, int argc, char **argv) {
   return rc ? rc : dd_generate_run(x->c, ckpt, &o, stdout);
 }
 
+/* on rank 0 only (it reads files and writes one page); the others wait for its status */
+static int cmd_report(cli *x, int argc, char **argv) {
+  const char **dirs = dd_alloc((size_t)argc + 1, sizeof *dirs);
+  if (!dirs)
+    return DD_ENOMEM;
+  const char *out = NULL;
+  int n = 0, rc = DD_OK;
+  for (int i = 0; i < argc && rc == DD_OK; i++) {
+    const char *a = argv[i];
+    if (is_help(a)) {
+      if (x->rank == 0)
+        fputs(usage_report, stdout);
+      dd_free(dirs);
+      return 1;
+    } else if (opt_is(a, "--out")) {
+      if (!(out = opt_value(argc, argv, &i, "--out")) || !out[0])
+        rc = usage_error(x, "%s needs a file name, e.g. --out compare.html", "--out");
+    } else if (a[0] == '-' && a[1] == '-') {
+      rc = usage_error(x, "unknown option '%s' for report", a);
+    } else {
+      dirs[n++] = a;
+    }
+  }
+  if (rc == DD_OK && n == 0)
+    rc = usage_error(x, "%s", "report needs a RUN_DIR (a run's checkpoint.dir), e.g. ddtrain report runs/quickstart");
+  if (rc == DD_OK && n > DD_REPORT_MAX_RUNS)
+    rc = usage_error(x, "report compares at most %d runs, got %d; make several reports", DD_REPORT_MAX_RUNS, n);
+  if (rc) {
+    dd_free(dirs);
+    return rc;
+  }
+  if (x->rank == 0) {
+    dd_report_opts o = {.runs = dirs, .nruns = n, .out = out, .warn = stderr};
+    dd_report_result res;
+    rc = dd_report_write(&o, &res);
+    if (rc == DD_OK) {
+      printf("wrote %s (%lld records", res.html, res.records);
+      if (res.damaged)
+        printf(", %lld damaged line(s) skipped", res.damaged);
+      printf(") and %d plots beside it:", res.nsvg);
+      for (int i = 0; i < res.nsvg; i++) {
+        const char *slash = strrchr(res.svg[i], '/');
+        printf(" %s", slash ? slash + 1 : res.svg[i]);
+      }
+      printf("\n");
+    }
+  }
+  dd_free(dirs);
+  return dd_comm_bcast_status(x->c, rc, 0);
+}
+
 static int cmd_data(cli *x, int argc, char **argv) {
   if (argc < 1 || is_help(argv[0])) {
     if (x->rank == 0)
@@ -697,6 +763,8 @@ int dd_cli_run(dd_comm *c, int argc, char **argv) {
     rc = cmd_data(&x, sub_argc, sub_argv);
   else if (strcmp(cmd, "generate") == 0)
     rc = cmd_generate(&x, sub_argc, sub_argv);
+  else if (strcmp(cmd, "report") == 0)
+    rc = cmd_report(&x, sub_argc, sub_argv);
   else if (strcmp(cmd, "trace") == 0)
     rc = cmd_trace(&x, sub_argc, sub_argv);
   else
