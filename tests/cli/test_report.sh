@@ -70,8 +70,13 @@ good = [
     {"event": "stall", "step": 12, "message": "rank 1 on h (pid 7) did not arrive in allreduce of step 12 for 5 s", "elapsed_s": 9.5},
     {"event": "epoch", "epoch": 1, "step": 57, "train_loss": 0.5, "train_acc": 0.8, "val_loss": None, "lr": 0.05,
      "samples": 1800, "samples_digest": "00112233445566ff", "samples_per_s": 1e4, "epoch_s": 0.2, "allreduce_s": 0.05,
-     "data_wait_s": 0.01, "elapsed_s": 0.3, "sync_bytes": 4096, "flops_per_sample": 3000, "mfu": None, "peak_flops": 1e11,
-     "phases": {"data": {"mean_s": 0.01, "max_s": 0.02, "max_rank": 1}, "forward": {"mean_s": 0.05, "max_s": 0.06, "max_rank": 0}}},
+     "data_wait_s": 0.01, "elapsed_s": 0.3, "wall_s": 0.3, "flops_per_sample": 3000, "mfu": None, "peak_flops": 1e11,
+     "phases": dict({k: {"mean_s": 0.0, "max_s": 0.0, "max_rank": 0} for k in
+                     ("data", "forward", "backward", "sync", "optimizer", "checkpoint", "evaluation", "other")},
+                    data={"mean_s": 0.01, "max_s": 0.02, "max_rank": 1}, forward={"mean_s": 0.05, "max_s": 0.06, "max_rank": 0}),
+     "sync": {"span_per_step": {"mean_s": 0.001, "max_s": 0.002, "max_rank": 1},
+              "busy_per_step": {"mean_s": 0.001, "max_s": 0.001, "max_rank": 0},
+              "buckets": 3, "overlap": "thread", "dtype": "f32", "bytes": 4096}},
 ]
 for rec in good:
     for e in v.iter_errors(rec):
@@ -92,7 +97,9 @@ wrong = {
     "a negative epoch": broken(epoch=-1),
     "an unknown field": broken(val_acuracy=0.9),
     "a bad digest": broken(samples_digest="xyz"),
-    "a phase without max_rank": broken(phases={"sync": {"mean_s": 0.1, "max_s": 0.2}}),
+    "a phase without max_rank": broken(phases=dict(epoch["phases"], sync={"mean_s": 0.1, "max_s": 0.2})),
+    "a phase missing": broken(phases={k: p for k, p in epoch["phases"].items() if k != "sync"}),
+    "no phases": broken(phases=KeyError),
     "an unknown event": {"event": "restart", "step": 1},
     "no event": {"step": 1, "elapsed_s": 0.1},
     "val_acc above 1": broken(val_acc=1.5),
@@ -160,7 +167,10 @@ with open("phases/metrics.jsonl", "w") as out:
                            "forward": {"mean_s": 0.05 * e, "max_s": 0.06 * e, "max_rank": 0},
                            "backward": {"mean_s": 0.1, "max_s": 0.3, "max_rank": 1 if e < 3 else 0},
                            "sync": {"mean_s": 0.03, "max_s": 0.031, "max_rank": 0},
-                           "checkpoint": {"mean_s": 0.0, "max_s": 0.0, "max_rank": 0}}
+                           "optimizer": {"mean_s": 0.0, "max_s": 0.0, "max_rank": 0},
+                           "checkpoint": {"mean_s": 0.0, "max_s": 0.0, "max_rank": 0},
+                           "evaluation": {"mean_s": 0.0, "max_s": 0.0, "max_rank": 0},
+                           "other": {"mean_s": 0.0, "max_s": 0.0, "max_rank": 0}}
             r.update(sync_bytes=2704, flops_per_sample=4000, mfu=0.012, peak_flops=1e11)
         v.validate(r)
         out.write(json.dumps(r) + "\n")
