@@ -246,7 +246,7 @@ static int parse_bool(const char *s, bool *v) {
 }
 
 static const char *const loss_names[] = {"cross_entropy", "mse"};
-static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform", "normal"};
+static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform", "normal", "gpt2"};
 
 /* Parse a shape: a YAML list of positive ints, or "1x28x28". */
 static int parse_shape(const dd_cnode *n, dd_shape *s, char *err, int errlen) {
@@ -368,9 +368,9 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
       if (strcmp(v->value, init_names[i]) == 0)
         found = i;
     if (found < 0)
-      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform, normal");
-    static const int map[] = {DD_INIT_AUTO,          DD_INIT_HE,    DD_INIT_XAVIER, DD_INIT_ZERO, DD_INIT_ONE,
-                              DD_INIT_UNIFORM_FANIN, DD_INIT_NORMAL};
+      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform, normal, gpt2");
+    static const int map[] = {DD_INIT_AUTO,          DD_INIT_HE,     DD_INIT_XAVIER, DD_INIT_ZERO, DD_INIT_ONE,
+                              DD_INIT_UNIFORM_FANIN, DD_INIT_NORMAL, DD_INIT_GPT2};
     s->init = map[found];
     break;
   }
