@@ -13,7 +13,7 @@
 enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE };
 /* optimizer and schedule keys (optim.h, schedule.h): F_AUTO is a number or
  * "auto" (NaN: the optimizer's default) */
-enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES };
+enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES, F_DECAY };
 
 typedef struct field {
   const char *key;
@@ -90,6 +90,9 @@ static const field optim_fields[] = {
      "weight decay (L2 added to the gradient unless decoupled); auto: 0.01 adamw, else 0"},
     {"decoupled_weight_decay", F_BOOL, OPT(decoupled_weight_decay), 0, 0, 0, "false",
      "decay as p <- p (1 - lr weight_decay) before the update (AdamW style; always on for adamw)"},
+    {"decay", F_DECAY, OPT(decay), 0, 0, 0, "all",
+     "which parameters weight_decay applies to: all, or weights (weight matrices of dense, conv2d, recurrent and "
+     "attention layers; not biases, norms or embeddings, as GPT recipes do)"},
     {"clip_norm", F_F64, OPT(clip_norm), 0, 0, 1e12, "0",
      "clip the global L2 norm of the averaged gradient to this, after the allreduce (0 = off)"},
     {"ref_batch_size", F_I64, OPT(ref_batch_size), 0, 0, 1e12, "0",
@@ -501,6 +504,13 @@ static int set_optim_field(dd_config *c, const field *f, const dd_cnode *v, cons
                sug);
       return bad_value(v, label, what);
     }
+    *(int *)dst = k;
+    return DD_OK;
+  }
+  case F_DECAY: {
+    int k = v->type == DD_CN_SCALAR ? dd_optim_decay_find(v->value) : -1;
+    if (k < 0)
+      return bad_value(v, label, "all or weights");
     *(int *)dst = k;
     return DD_OK;
   }
