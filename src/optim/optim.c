@@ -114,10 +114,11 @@ static void kind_keys(int kind, char *buf, int n) {
 static int not_for_kind(int kind, const char *key) {
   char keys[256];
   kind_keys(kind, keys, sizeof keys);
-  return dd_error(DD_ECONFIG,
-                  "optim.%s does not apply to optim.name %s; remove it (or set it to auto). %s takes %s, clip_norm, "
-                  "ref_batch_size",
-                  key, names[kind], names[kind], keys);
+  return dd_error(
+      DD_ECONFIG,
+      "optim.%s does not apply to optim.name %s; remove it (or set it to auto). %s takes %s, decay, clip_norm, "
+      "ref_batch_size",
+      key, names[kind], names[kind], keys);
 }
 
 static bool in(double x, double lo, double hi) {
