@@ -42,6 +42,10 @@ int dd_comm_allreduce_max_i64(dd_comm *c, int64_t *buf, int n);
 /* In-place sum modulo 2^64 (digests). */
 int dd_comm_allreduce_sum_u64(dd_comm *c, uint64_t *buf, int n);
 
+/* Per-element statistics over ranks of v[0..n): mean, max and the lowest
+ * rank holding the max (e.g. phase timings: who is the straggler). */
+int dd_comm_stats_f64(dd_comm *c, const double *v, int n, double *mean, double *max, int *argmax);
+
 /* Gather float rows: rank r contributes count floats; root receives all of
  * them in rank order into recv (ignored elsewhere). */
 int dd_comm_gather_f32(dd_comm *c, const float *send, int64_t count, float *recv, int root);
@@ -80,6 +84,57 @@ void dd_comm_step_done(dd_comm *c, int64_t step);
  * watchdog thread, just before the job is aborted (e.g. to log it). */
 typedef void (*dd_comm_stall_hook)(void *ctx, const char *msg);
 void dd_comm_on_stall(dd_comm *c, dd_comm_stall_hook fn, void *ctx);
+
+/* ---- gradient sync (src/comm/sync.c) ----
+ * Buckets, contiguous ranges [lo[b], hi[b]) of a float array (the gradient
+ * arena), are summed across ranks in place, each started as soon as its
+ * values are final, in bucket order (the same on every rank), while the
+ * caller goes on computing; dd_sync_finish waits for them all and then sums
+ * a small double vector (the step's loss sums and flags) on every rank.
+ * Every rank must call start/finish for the same buckets in the same order;
+ * a rank that failed mid-step still calls dd_sync_finish (it starts what is
+ * left) with its failure in the control sums, so no rank waits alone. */
+enum {
+  DD_SYNC_OFF,    /* one blocking reduction after backward, on the main thread */
+  DD_SYNC_THREAD, /* a communication thread makes blocking calls, bucket after bucket */
+  DD_SYNC_POLL,   /* non-blocking collectives, progressed between layers (dd_sync_poll) */
+};
+enum { DD_GRAD_F32, DD_GRAD_BF16 }; /* what goes over the wire; the arena stays float32 */
+
+typedef struct dd_sync_spec {
+  int mode, dtype;
+  float *buf; /* the array the buckets index, borrowed */
+  int nbuckets;
+  const int64_t *lo, *hi; /* [nbuckets], copied */
+} dd_sync_spec;
+
+typedef struct dd_sync_stats {
+  double exposed_s; /* dd_sync_finish's own time: what the step waited beyond its compute */
+  double span_s;    /* first bucket started to last one done */
+  double busy_s;    /* time in MPI calls for the buckets (the thread's, or the main thread's) */
+  int64_t bytes;    /* payload handed to MPI per step */
+} dd_sync_stats;
+
+typedef struct dd_sync dd_sync;
+
+/* Collective (duplicates the communicator). *out owned by the caller
+ * (dd_sync_free, also after a failure). */
+int dd_sync_create(dd_comm *c, const dd_sync_spec *spec, dd_sync **out);
+void dd_sync_free(dd_sync *s);
+/* The mode in effect (THREAD becomes POLL when MPI has no thread support). */
+int dd_sync_mode(const dd_sync *s);
+int64_t dd_sync_bytes_per_step(const dd_sync *s);
+/* After dd_sync_finish: when bucket b's reduction ran this step (dd_now()
+ * seconds; started to seen done) and the bytes it handed to MPI. */
+void dd_sync_bucket_times(const dd_sync *s, int b, double *t0, double *t1);
+int64_t dd_sync_bucket_bytes(const dd_sync *s, int b);
+/* Buckets 0..bucket are final: start those not started. */
+int dd_sync_start(dd_sync *s, int bucket);
+/* POLL: let the started reductions progress (cheap; call between layers). */
+int dd_sync_poll(dd_sync *s);
+/* Wait for every bucket (starting any not started), then sum ctl[0..nctl)
+ * across ranks. st (optional) gets the step's timings. */
+int dd_sync_finish(dd_sync *s, double *ctl, int nctl, dd_sync_stats *st);
 
 /* Last resort when ranks cannot agree (e.g. a rank is stuck). */
 void dd_comm_abort(dd_comm *c, int code);

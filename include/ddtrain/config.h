@@ -14,6 +14,8 @@
 #define DD_PATH_MAX 1024
 
 enum { DD_SHUFFLE_GLOBAL = 1, DD_SHUFFLE_CHUNKS = 2 };
+enum { DD_OVERLAP_THREAD = 1, DD_OVERLAP_POLL = 2, DD_OVERLAP_OFF = 3, DD_OVERLAP_AUTO = 4 }; /* comm.overlap */
+enum { DD_WIRE_F32 = 1, DD_WIRE_BF16 = 2 };                                                   /* comm.grad_dtype */
 
 typedef struct dd_config {
   char source[DD_PATH_MAX]; /* config file, or "checkpoint" */
@@ -38,11 +40,17 @@ typedef struct dd_config {
   dd_schedule_spec schedule;
   /* train */
   int64_t batch_size, epochs, max_steps, seed, threads, log_every;
-  int64_t accum_steps; /* micro-batches per rank per optimizer step */
-  double timeout;      /* watchdog deadline in seconds (0 = off) */
-  double skip_zscore;  /* skip a step whose loss or gradient norm z-score exceeds this (0 = off) */
+  int64_t accum_steps;  /* micro-batches per rank per optimizer step */
+  double timeout;       /* watchdog deadline in seconds (0 = off) */
+  double peak_gflops;   /* one rank's peak for MFU (0 = measure) */
+  char trace_steps[64]; /* "FIRST:END" steps to trace, "" = none */
+  double skip_zscore;   /* skip a step whose loss or gradient norm z-score exceeds this (0 = off) */
   int64_t skip_window, skip_max;
   char metrics[DD_PATH_MAX];
+  /* comm */
+  int overlap;      /* DD_OVERLAP_* */
+  double bucket_mb; /* gradient bucket size, MiB */
+  int grad_dtype;   /* DD_WIRE_* */
   /* checkpoint */
   char ckpt_dir[DD_PATH_MAX];
   int64_t ckpt_every_epochs, ckpt_every_steps, ckpt_keep;

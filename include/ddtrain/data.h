@@ -231,15 +231,16 @@ typedef struct dd_loader_plan {
 
 typedef struct dd_micro {
   int64_t epoch, batch;
-  int j;           /* micro-batch of the step */
-  int n;           /* samples (may be 0) */
-  int64_t gsize;   /* samples in the global batch */
-  int64_t sample0; /* position of the first sample in the global batch */
-  float *x;        /* [n, xsize] */
-  void *y;         /* [n, ysize] */
-  int32_t *len;    /* [n] if the source has lengths */
-  int64_t *rows;   /* [n] sample ids */
-  uint64_t digest; /* sum of hash(epoch, position, id) */
+  int j;            /* micro-batch of the step */
+  int n;            /* samples (may be 0) */
+  int64_t gsize;    /* samples in the global batch */
+  int64_t sample0;  /* position of the first sample in the global batch */
+  float *x;         /* [n, xsize] */
+  void *y;          /* [n, ysize] */
+  int32_t *len;     /* [n] if the source has lengths */
+  int64_t *rows;    /* [n] sample ids */
+  uint64_t digest;  /* sum of hash(epoch, position, id) */
+  double t_read[2]; /* dd_now() when the reader started and finished it (the trace) */
   int status;
   char msg[512];
 } dd_micro;

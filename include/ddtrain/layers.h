@@ -71,6 +71,7 @@ typedef struct dd_layer_spec {
   int64_t context;             /* positional: positions in the table (default: the input's T) */
   int64_t shape[DD_SHAPE_MAX]; /* reshape target */
   int shape_ndim;
+  int pair; /* residual / residual_end: the flat index of the block's other end */
 } dd_layer_spec;
 
 /* Keys a layer may carry in the config, with their type and field. The
@@ -120,6 +121,14 @@ typedef struct dd_pass {
   /* Sum buf[0..n) over all ranks in place; NULL = single process. */
   int (*allreduce)(void *ctx, double *buf, int n);
   void *allreduce_ctx;
+  /* Backward only, NULL = none: called by dd_model_backward after layer i's
+   * backward returned, so the gradients of layers i..nlayers-1 are final for
+   * this pass (gradient buckets can start reducing while earlier layers
+   * compute). A non-zero return ends the backward pass with that status. */
+  int (*grad_ready)(void *ctx, int layer);
+  /* Forward only, NULL = none: called after layer i's forward (tracing). */
+  void (*forward_done)(void *ctx, int layer);
+  void *hook_ctx; /* of grad_ready and forward_done */
 } dd_pass;
 
 typedef struct dd_layer dd_layer;
@@ -154,6 +163,13 @@ struct dd_layer {
   float *ws;             /* view: ws_fixed + max_batch * ws_per_sample */
   int max_batch;
   bool in_place_ok; /* forward may run with x == y (elementwise layers) */
+  /* forward FLOPs per sample of the layer's matrix products (2 per
+   * multiply-add), set by setup; elementwise work is not counted (0) */
+  double flops;
+  /* residual blocks (residual.c), wired by the model: the other end of the
+   * block, and for the end the block's input (the start's acts) */
+  struct dd_layer *peer;
+  const float *skip;
 };
 
 /* Kind lookup by config name; NULL if unknown. */

@@ -79,6 +79,14 @@ int dd_model_backward(dd_model *m, const dd_pass *p);
 
 void dd_model_zero_grad(dd_model *m);
 
+/* The range [*lo, *hi) of the parameter (and gradient) arena that layer i's
+ * parameters occupy; *lo == *hi for a layer without parameters. */
+void dd_model_layer_range(const dd_model *m, int i, int64_t *lo, int64_t *hi);
+
+/* Training FLOPs per sample: forward and backward (twice the forward) of
+ * the layers' matrix products, as llm.c and PaLM's MFU count them. */
+double dd_model_train_flops(const dd_model *m);
+
 /* Checksum of the parameter and buffer arenas (bytes, FNV-1a). */
 uint64_t dd_model_checksum(const dd_model *m);
 

@@ -21,6 +21,10 @@ void dd_tensor_gemm_batch(bool trans_a, bool trans_b, int M, int N, int K, float
                           int64_t stride_a, const float *B, int ldb, int64_t stride_b, float beta, float *C, int ldc,
                           int64_t stride_c, int count);
 
+/* Measured sgemm FLOP/s at the current thread count: the best 512^3
+ * product over about `seconds` (the peak against which MFU is reported). */
+double dd_tensor_gemm_peak(double seconds);
+
 /* y[n] += alpha * x[n] */
 void dd_tensor_axpy(int64_t n, float alpha, const float *x, float *y);
 /* x[n] *= alpha */

@@ -78,4 +78,9 @@ int dd_generate_run(dd_comm *c, const char *ckpt, const dd_generate_opts *o, FIL
  * *cfg and *m are owned by the caller (dd_config_free, dd_model_free). */
 int dd_model_from_checkpoint(dd_comm *c, const char *ckpt, int max_batch, dd_config **cfg, dd_model **m);
 
+/* Merge the per-rank trace files of DIR (trace-rankNNNNN.jsonl, written
+ * with train.trace_steps) into OUT, one Chrome trace (JSON object format);
+ * lines cut short by a crash are left out. *ranks, *events: what it holds. */
+int dd_trace_merge(const char *dir, const char *out, int *ranks, int64_t *events);
+
 #endif

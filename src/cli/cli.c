@@ -35,6 +35,7 @@ static void install_signals(void) {
 
 static const char *const usage_train =
     "usage: ddtrain train CONFIG [section.key=value ...] [--resume auto|PATH] [--quiet]\n"
+    "                     [--trace-steps FIRST:END]\n"
     "\n"
     "Train the model described by the YAML file CONFIG. Any key can be overridden on\n"
     "the command line, e.g. optim.lr=0.05 train.epochs=3 model.layers.0.units=256.\n"
@@ -43,6 +44,8 @@ static const char *const usage_train =
     "                  fresh if there is none): resubmitting a job continues it\n"
     "  --resume PATH   continue from that checkpoint file\n"
     "  --quiet         print only errors\n"
+    "  --trace-steps FIRST:END\n"
+    "                  a Chrome trace of those steps (train.trace_steps)\n"
     "\n"
     "SIGTERM, SIGINT, SIGUSR1 or SIGUSR2 stop training at the next step with a\n"
     "checkpoint (exit code 128 + signal number); --resume auto continues from it.\n"
@@ -206,6 +209,7 @@ static int cmd_train(cli *x, int argc, char **argv) {
   if (!ov)
     return DD_ENOMEM;
   int rc = DD_OK;
+  char trace_ov[96];
   for (int i = 0; i < argc && rc == DD_OK; i++) {
     const char *a = argv[i];
     if (is_help(a)) {
@@ -219,6 +223,14 @@ static int cmd_train(cli *x, int argc, char **argv) {
         rc = usage_error(x, "%s needs 'auto' or a checkpoint path", a);
     } else if (strcmp(a, "--quiet") == 0 || strcmp(a, "-q") == 0) {
       quiet = true;
+    } else if (opt_is(a, "--trace-steps")) {
+      const char *v = opt_value(argc, argv, &i, "--trace-steps");
+      if (!v)
+        rc = usage_error(x, "%s needs FIRST:END steps, e.g. --trace-steps 100:110", a);
+      else if (snprintf(trace_ov, sizeof trace_ov, "train.trace_steps=%s", v) >= (int)sizeof trace_ov)
+        rc = usage_error(x, "%s %s: too long", a, v);
+      else
+        ov[nov++] = trace_ov;
     } else if (a[0] == '-' && a[1] == '-') {
       rc = usage_error(x, "unknown option '%s' for train", a);
     } else if (strchr(a, '=')) {
@@ -615,6 +627,50 @@ static int cmd_data(cli *x, int argc, char **argv) {
   return usage_error(x, "unknown data command '%s' (synth, import, text, inspect)", argv[0]);
 }
 
+static const char *const usage_trace = "usage: ddtrain trace merge DIR [--out FILE]\n"
+                                       "\n"
+                                       "Merge the per-rank trace files DIR/trace-rankNNNNN.jsonl (written with\n"
+                                       "train.trace_steps / --trace-steps) into one Chrome trace, FILE or\n"
+                                       "DIR/trace.json: what training does itself at the end of the window, for a\n"
+                                       "run that crashed inside it. Open it in chrome://tracing or ui.perfetto.dev.\n";
+
+static int cmd_trace(cli *x, int argc, char **argv) {
+  const char *dir = NULL, *out = NULL;
+  if (argc >= 1 && is_help(argv[0])) {
+    if (x->rank == 0)
+      fputs(usage_trace, stdout);
+    return 1;
+  }
+  if (argc < 1 || strcmp(argv[0], "merge") != 0)
+    return usage_error(x, "%s", "trace needs a subcommand: ddtrain trace merge DIR [--out FILE]");
+  for (int i = 1; i < argc; i++) {
+    if (opt_is(argv[i], "--out")) {
+      if (!(out = opt_value(argc, argv, &i, "--out")))
+        return usage_error(x, "%s", "--out needs a file name");
+    } else if (!dir && argv[i][0] != '-') {
+      dir = argv[i];
+    } else {
+      return usage_error(x, "unexpected argument '%s' for trace merge", argv[i]);
+    }
+  }
+  if (!dir)
+    return usage_error(x, "%s", "trace merge needs the run's trace directory, e.g. runs/NAME/trace");
+  char dflt[DD_PATH_MAX + 32];
+  if (!out) {
+    snprintf(dflt, sizeof dflt, "%s/trace.json", dir);
+    out = dflt;
+  }
+  int rc = DD_OK;
+  if (x->rank == 0) {
+    int ranks = 0;
+    int64_t events = 0;
+    rc = dd_trace_merge(dir, out, &ranks, &events);
+    if (rc == DD_OK)
+      printf("%s: %lld events of %d rank(s)\n", out, (long long)events, ranks);
+  }
+  return dd_comm_bcast_status(x->c, rc, 0);
+}
+
 int dd_cli_run(dd_comm *c, int argc, char **argv) {
   /* a fresh start for every call: the first error message since the last
    * clear wins, and a stop requested during an earlier run is done with */
@@ -635,6 +691,8 @@ int dd_cli_run(dd_comm *c, int argc, char **argv) {
     rc = cmd_data(&x, sub_argc, sub_argv);
   else if (strcmp(cmd, "generate") == 0)
     rc = cmd_generate(&x, sub_argc, sub_argv);
+  else if (strcmp(cmd, "trace") == 0)
+    rc = cmd_trace(&x, sub_argc, sub_argv);
   else
     rc = usage_error(&x, "unknown command '%s'", cmd);
 

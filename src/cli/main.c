@@ -25,6 +25,7 @@ static const char *const usage_main =
     "  data import csv|idx ...           convert CSV or MNIST IDX files to a dataset\n"
     "  data text FILE.txt --out F        a character-level next-character dataset from a text\n"
     "  data inspect FILE                 print the shapes, types and label counts of a file\n"
+    "  trace merge DIR [--out F]         merge the per-rank trace files of a run (after a crash)\n"
     "\n"
     "options: --help (also after a command), --version, --blas-check (verify the BLAS kernels)\n";
 

@@ -13,7 +13,7 @@
 
 #define CHUNK (1 << 28) /* elements per MPI call: well below INT_MAX bytes */
 
-static int mpi_fail(int rc, const char *what, const char *file, int line) {
+int dd__mpi_fail(int rc, const char *what, const char *file, int line) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   if (MPI_Error_string(rc, msg, &len) != MPI_SUCCESS)
@@ -27,13 +27,13 @@ static int mpi_fail(int rc, const char *what, const char *file, int line) {
     int coll_rc_ = (call);                                                                                             \
     dd__watch_leave(c);                                                                                                \
     if (coll_rc_ != MPI_SUCCESS)                                                                                       \
-      return mpi_fail(coll_rc_, #call, __FILE__, __LINE__);                                                            \
+      return dd__mpi_fail(coll_rc_, #call, __FILE__, __LINE__);                                                        \
   } while (0)
 #define MPI_TRY(call)                                                                                                  \
   do {                                                                                                                 \
     int mpi_rc_ = (call);                                                                                              \
     if (mpi_rc_ != MPI_SUCCESS)                                                                                        \
-      return mpi_fail(mpi_rc_, #call, __FILE__, __LINE__);                                                             \
+      return dd__mpi_fail(mpi_rc_, #call, __FILE__, __LINE__);                                                         \
   } while (0)
 
 static int wrap(MPI_Comm base, int started, dd_comm **out) {
@@ -210,6 +210,32 @@ int dd_comm_allreduce_sum_u64(dd_comm *c, uint64_t *buf, int n) {
   return DD_OK;
 }
 
+int dd_comm_stats_f64(dd_comm *c, const double *v, int n, double *mean, double *max, int *argmax) {
+  struct {
+    double v;
+    int rank;
+  } *loc = dd_alloc((size_t)(n > 0 ? n : 1), 2 * sizeof *loc);
+  if (!loc)
+    return DD_ENOMEM;
+  for (int i = 0; i < n; i++) {
+    mean[i] = v[i];
+    loc[i].v = v[i];
+    loc[i].rank = c->rank;
+  }
+  dd__watch_enter(c, "allreduce");
+  int e = MPI_Allreduce(MPI_IN_PLACE, mean, n, MPI_DOUBLE, MPI_SUM, c->world);
+  if (e == MPI_SUCCESS)
+    e = MPI_Allreduce(loc, loc + n, n, MPI_DOUBLE_INT, MPI_MAXLOC, c->world);
+  dd__watch_leave(c);
+  for (int i = 0; e == MPI_SUCCESS && i < n; i++) {
+    mean[i] /= c->size;
+    max[i] = loc[n + i].v;
+    argmax[i] = loc[n + i].rank;
+  }
+  dd_free(loc);
+  return e == MPI_SUCCESS ? DD_OK : dd__mpi_fail(e, "MPI_Allreduce (statistics)", __FILE__, __LINE__);
+}
+
 int dd_comm_gather_f32(dd_comm *c, const float *send, int64_t count, float *recv, int root) {
   if (c->size == 1) {
     if (count > 0 && recv != send)
@@ -246,7 +272,7 @@ int dd_comm_gather_f32(dd_comm *c, const float *send, int64_t count, float *recv
   dd_free(counts);
   dd_free(displs);
   if (rc != MPI_SUCCESS)
-    return mpi_fail(rc, "MPI_Gatherv", __FILE__, __LINE__);
+    return dd__mpi_fail(rc, "MPI_Gatherv", __FILE__, __LINE__);
   return DD_OK;
 }
 

@@ -34,6 +34,9 @@ struct dd_comm {
   dd__watchdog *wd; /* NULL: none (one rank, a self communicator, or turned off) */
 };
 
+/* An MPI failure as DD_EMPI with file:line and MPI's own message. */
+int dd__mpi_fail(int rc, const char *what, const char *file, int line);
+
 void dd__watch_enter(dd_comm *c, const char *coll);
 void dd__watch_leave(dd_comm *c);
 /* Start/stop the watchdog thread of c (collective); deadline <= 0: none. */

@@ -126,7 +126,9 @@ static void judge(dd__watchdog *w, double now) {
   double longest = 0;
   for (int r = 0; r < P; r++) {
     const hb *h = &w->table[r];
-    if (w->seen[r] <= 0 || h->coll_age < 0)
+    /* a silent rank's last heartbeat may have caught it in a collective it
+     * has long left: only ranks that still report can be the waiting one */
+    if (w->seen[r] <= 0 || h->coll_age < 0 || now - w->seen[r] >= w->deadline / 2)
       continue;
     double age = h->coll_age + (now - w->seen[r]);
     if (age > w->deadline && age > longest) {

@@ -10,7 +10,7 @@
 #include "ddtrain/config.h"
 #include "tree.h"
 
-enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE };
+enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE, F_OVERLAP, F_WIRE };
 /* optimizer and schedule keys (optim.h, schedule.h): F_AUTO is a number or
  * "auto" (NaN: the optimizer's default) */
 enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES, F_DECAY };
@@ -137,12 +137,28 @@ static const field train_fields[] = {
     {"timeout", F_F64, OFF(timeout), 0, 0, 1e9, "300",
      "watchdog: end the job (exit code 75) when ranks wait longer than this many seconds for one that does not "
      "arrive, naming it (0 = off)"},
+    {"trace_steps", F_STR, STR(trace_steps), 0, 0, "",
+     "write a Chrome trace (chrome://tracing, Perfetto) of the steps FIRST:END (END excluded), e.g. 100:110: "
+     "<checkpoint.dir>/trace/trace.json (docs/observability.md)"},
+    {"peak_gflops", F_F64, OFF(peak_gflops), 0, 0, 1e9, "0",
+     "one rank's peak in GFLOP/s, against which model FLOPs utilisation (mfu) is reported; 0 = measured at the "
+     "start (the best of 50 ms of sgemm on every rank at once)"},
     {"skip_zscore", F_F64, OFF(skip_zscore), 0, 0, 1e6, "0",
      "skip the update of a step whose loss or gradient norm lies more than this many standard deviations above "
      "the mean of the last train.skip_window steps (e.g. 5; 0 = off)"},
     {"skip_window", F_I64, OFF(skip_window), 0, 8, 1024, "128", "train.skip_zscore: steps in the window"},
     {"skip_max", F_I64, OFF(skip_max), 0, 1, 1e9, "10",
      "train.skip_zscore: stop (with a checkpoint) after this many consecutive skipped steps"},
+};
+static const field comm_fields[] = {
+    {"overlap", F_OVERLAP, OFF(overlap), 0, 0, 0, "auto",
+     "gradient sync overlapped with backward: thread (a communication thread reduces each bucket as soon as "
+     "backward has finished it), poll (non-blocking reductions progressed between layers), off (one reduction "
+     "after backward); auto: thread when the job spans several nodes, else off (docs/communication.md)"},
+    {"bucket_mb", F_F64, OFF(bucket_mb), 0, 0.0001, 1e6, "1",
+     "gradient bucket size in MiB: layers' gradients, last layer first, are reduced in buckets of about this size"},
+    {"grad_dtype", F_WIRE, OFF(grad_dtype), 0, 0, 0, "f32",
+     "what gradients are sent as: f32, or bf16 (half the bytes, summed in float32; docs/communication.md)"},
 };
 static const field ckpt_fields[] = {
     {"dir", F_STR, STR(ckpt_dir), 0, 0, "checkpoints", "checkpoint directory (\"\" = no checkpoints)"},
@@ -155,7 +171,8 @@ static const field ckpt_fields[] = {
   { n, f, (int)(sizeof f / sizeof f[0]) }
 static const section sections[] = {
     SEC("model", model_fields),       SEC("data", data_fields),   SEC("optim", optim_fields),
-    SEC("schedule", schedule_fields), SEC("train", train_fields), SEC("checkpoint", ckpt_fields),
+    SEC("schedule", schedule_fields), SEC("train", train_fields), SEC("comm", comm_fields),
+    SEC("checkpoint", ckpt_fields),
 };
 #define NSECTIONS ((int)(sizeof sections / sizeof sections[0]))
 
@@ -392,18 +409,18 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
   return DD_OK;
 }
 
-static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
+static int parse_layer(const dd_cnode *n, const char *at, dd_layer_spec *s) {
   char w[600], label[96];
   const dd_cnode *tn = n;
   if (n->type == DD_CN_MAP) {
     tn = dd__cn_get(n, "type");
     if (!tn) {
       dd__cn_where(n, w, sizeof w);
-      return dd_error(DD_ECONFIG, "%smodel.layers[%d] has no 'type'; write e.g. {type: dense, units: 10}", w, index);
+      return dd_error(DD_ECONFIG, "%s%s has no 'type'; write e.g. {type: dense, units: 10}", w, at);
     }
   }
   if (tn->type != DD_CN_SCALAR) {
-    snprintf(label, sizeof label, "model.layers[%d].type", index);
+    snprintf(label, sizeof label, "%.80s.type", at);
     return bad_value(tn, label, "a layer type name");
   }
   const dd_layer_kind *kind = dd_layer_kind_find(tn->value);
@@ -414,7 +431,7 @@ static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
     for (int i = 0; dd_layer_kinds[i] && nk < 64; i++)
       list[nk++] = dd_layer_kinds[i]->name;
     dd__cn_where(tn, w, sizeof w);
-    return dd_error(DD_ECONFIG, "%smodel.layers[%d]: unknown layer type '%s'%s; known types: %s", w, index, tn->value,
+    return dd_error(DD_ECONFIG, "%s%s: unknown layer type '%s'%s; known types: %s", w, at, tn->value,
                     suggest(tn->value, list, nk, sug, sizeof sug), dd_layer_kind_names(names, sizeof names));
   }
   dd_layer_spec_defaults(s, kind->name);
@@ -435,10 +452,10 @@ static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
         list[nk++] = t;
       char joined[256];
       join_names(list, nk, joined, sizeof joined);
-      return dd_error(DD_ECONFIG, "%smodel.layers[%d] (%s): unknown key '%s'%s; %s takes %s", w, index, kind->name,
-                      kv->key, suggest(kv->key, list, nk, sug, sizeof sug), kind->name, nk ? joined : "no keys");
+      return dd_error(DD_ECONFIG, "%s%s (%s): unknown key '%s'%s; %s takes %s", w, at, kind->name, kv->key,
+                      suggest(kv->key, list, nk, sug, sizeof sug), kind->name, nk ? joined : "no keys");
     }
-    snprintf(label, sizeof label, "model.layers[%d].%s", index, kv->key);
+    snprintf(label, sizeof label, "%.64s.%.24s", at, kv->key);
     int rc = set_layer_key(s, ki, kv, label);
     if (rc)
       return rc;
@@ -446,19 +463,91 @@ static int parse_layer(const dd_cnode *n, int index, dd_layer_spec *s) {
   return DD_OK;
 }
 
+/* A residual block's inner list, or NULL if n is not a residual block. */
+static const dd_cnode *residual_list(const dd_cnode *n) {
+  const dd_cnode *t = n->type == DD_CN_MAP ? dd__cn_get(n, "type") : n;
+  if (!t || t->type != DD_CN_SCALAR || strcmp(t->value, "residual") != 0)
+    return NULL;
+  const dd_cnode *l = n->type == DD_CN_MAP ? dd__cn_get(n, "layers") : NULL;
+  return l ? l : n; /* n itself: no list, reported by flatten */
+}
+
+/* Layers in the flat list for the entries of seq (a residual block counts
+ * its start, its layers and its end); -1 past the nesting limit. */
+static int count_layers(const dd_cnode *seq, int depth) {
+  if (depth > 16)
+    return -1;
+  int n = 0;
+  for (int i = 0; i < seq->nkids; i++) {
+    const dd_cnode *inner = residual_list(seq->kids[i]);
+    int k = inner && inner != seq->kids[i] && inner->type == DD_CN_SEQ ? count_layers(inner, depth + 1) : 0;
+    if (k < 0)
+      return -1;
+    n += inner ? 2 + k : 1;
+  }
+  return n;
+}
+
+/* The entries of seq into c->layers from *pos on; `at` names seq in messages. */
+static int flatten_layers(dd_config *c, const dd_cnode *seq, const char *at, int *pos) {
+  char w[600], label[200];
+  for (int i = 0; i < seq->nkids; i++) {
+    const dd_cnode *n = seq->kids[i];
+    snprintf(label, sizeof label, "%.180s[%d]", at, i);
+    const dd_cnode *inner = residual_list(n);
+    const dd_cnode *t = n->type == DD_CN_MAP ? dd__cn_get(n, "type") : n;
+    if (t && t->type == DD_CN_SCALAR && strcmp(t->value, "residual_end") == 0) {
+      dd__cn_where(t, w, sizeof w);
+      return dd_error(DD_ECONFIG,
+                      "%s%s: residual_end is not written by hand; write a block as {type: residual, "
+                      "layers: [...]}",
+                      w, label);
+    }
+    if (!inner) {
+      int rc = parse_layer(n, label, &c->layers[(*pos)++]);
+      if (rc)
+        return rc;
+      continue;
+    }
+    dd__cn_where(n, w, sizeof w);
+    if (inner == n || inner->type != DD_CN_SEQ || inner->nkids == 0)
+      return dd_error(DD_ECONFIG,
+                      "%s%s: a residual block needs a non-empty list of layers, e.g. {type: residual, "
+                      "layers: [{type: dense, units: 64}, relu]}",
+                      w, label);
+    for (int k = 0; k < n->nkids; k++)
+      if (strcmp(n->kids[k]->key, "type") != 0 && strcmp(n->kids[k]->key, "layers") != 0)
+        return dd_error(DD_ECONFIG, "%s%s (residual): unknown key '%s'; residual takes layers", w, label,
+                        n->kids[k]->key);
+    const int begin = (*pos)++;
+    dd_layer_spec_defaults(&c->layers[begin], "residual");
+    c->layers[begin].line = n->line;
+    char sub[200];
+    snprintf(sub, sizeof sub, "%.180s.layers", label);
+    int rc = flatten_layers(c, inner, sub, pos);
+    if (rc)
+      return rc;
+    const int end = (*pos)++;
+    dd_layer_spec_defaults(&c->layers[end], "residual_end");
+    c->layers[end].line = n->line;
+    c->layers[begin].pair = end;
+    c->layers[end].pair = begin;
+  }
+  return DD_OK;
+}
+
 static int parse_layers(dd_config *c, const dd_cnode *n) {
   if (n->type != DD_CN_SEQ || n->nkids == 0)
     return bad_value(n, "model.layers", "a non-empty list of layers");
-  c->layers = dd_alloc((size_t)n->nkids, sizeof *c->layers);
+  const int total = count_layers(n, 0);
+  if (total < 0)
+    return bad_value(n, "model.layers", "residual blocks nested at most 16 deep");
+  c->layers = dd_alloc((size_t)total, sizeof *c->layers);
   if (!c->layers)
     return DD_ENOMEM;
-  c->nlayers = n->nkids;
-  for (int i = 0; i < n->nkids; i++) {
-    int rc = parse_layer(n->kids[i], i, &c->layers[i]);
-    if (rc)
-      return rc;
-  }
-  return DD_OK;
+  c->nlayers = total;
+  int pos = 0;
+  return flatten_layers(c, n, "model.layers", &pos);
 }
 
 /* ---- optimizer and schedule fields -------------------------------------- */
@@ -608,13 +697,22 @@ static int set_field(dd_config *c, const section *sec, const field *f, const dd_
     break;
   }
   case F_SHUFFLE:
-    if (strcmp(s, "global") == 0)
-      *(int *)dst = DD_SHUFFLE_GLOBAL;
-    else if (strcmp(s, "chunks") == 0)
-      *(int *)dst = DD_SHUFFLE_CHUNKS;
-    else
-      return bad_value(v, label, "global or chunks");
+  case F_OVERLAP:
+  case F_WIRE: {
+    /* one of a few words: value i + 1 of the field's list */
+    static const char *const words[][4] = {[F_SHUFFLE] = {"global", "chunks", NULL, NULL},
+                                           [F_OVERLAP] = {"thread", "poll", "off", "auto"},
+                                           [F_WIRE] = {"f32", "bf16", NULL, NULL}};
+    static const char *const expect[] = {
+        [F_SHUFFLE] = "global or chunks", [F_OVERLAP] = "auto, thread, poll or off", [F_WIRE] = "f32 or bf16"};
+    int k = 0;
+    while (k < 4 && words[f->type][k] && strcmp(s, words[f->type][k]) != 0)
+      k++;
+    if (k == 4 || !words[f->type][k])
+      return bad_value(v, label, expect[f->type]);
+    *(int *)dst = k + 1;
     break;
+  }
   case F_PATHS:
   case F_STR:
     if (strlen(s) >= f->size) {

@@ -515,7 +515,9 @@ int dd__col_row(dd__col *c, int64_t r, void *dst) {
   case DD__COL_CONTIG:
     if (c->map) {
       memcpy(dst, c->map + (size_t)r * rb, rb);
-      if ((c->touched += rb + 4096) > RELEASE_BYTES)
+      /* a fault maps up to 64 KiB of neighbouring cached pages too (the
+       * kernel's fault-around), all of it resident: count that */
+      if ((c->touched += rb + 65536) > RELEASE_BYTES)
         dd__col_release(c);
     } else {
       int e = read_full(c->fd, dst, rb, c->offset + r * (int64_t)rb);

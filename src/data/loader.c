@@ -66,10 +66,16 @@ static void *run(void *arg) {
     if (mb->status == DD_OK && j == 0 && dd_fault("read", p->rank, step))
       mb->status = dd_error(DD_EIO, "reading the samples of step %lld on rank %d failed: Input/output error (injected)",
                             (long long)step, p->rank);
+    if (mb->status == DD_OK && j > 0 && j == p->accum - 1 && dd_fault("readlast", p->rank, step))
+      mb->status =
+          dd_error(DD_EIO, "reading the last micro-batch of step %lld on rank %d failed: Input/output error (injected)",
+                   (long long)step, p->rank);
     if (mb->status == DD_OK && j == 0 && dd_fault("slowio", p->rank, step))
       sleep(3600); /* a file system that stops answering */
+    mb->t_read[0] = dd_now();
     if (mb->status == DD_OK)
       mb->status = dd_source_read(p->src, mb->rows, mb->n, mb->x, mb->y, mb->len);
+    mb->t_read[1] = dd_now();
     if (mb->status) { /* hand the message to the consumer's thread */
       snprintf(mb->msg, sizeof mb->msg, "%s", dd_error_message());
       dd_error_clear();

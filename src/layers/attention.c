@@ -122,6 +122,9 @@ static int attention_setup(dd_layer *l) {
     return dd__layer_error(l, "%lld steps of %lld channels with batch %d exceed the 2^31 BLAS limit", (long long)T,
                            (long long)D, l->max_batch);
   l->out = l->in;
+  /* the two projections and the per-head q k^T and P v (the causal half counted whole, as computed) */
+  l->flops = 2.0 * (double)T * (double)D * (double)(3 * D) + 4.0 * (double)T * (double)T * (double)D +
+             2.0 * (double)T * (double)D * (double)D;
   const int wi = l->spec.init == DD_INIT_AUTO ? DD_INIT_GPT2 : l->spec.init;
   const int64_t wq[2] = {3 * D, D}, bq[1] = {3 * D}, wp[2] = {D, D}, bp[1] = {D};
   dd_param *w = dd_layer_declare(l, false, "qkv_weight", 2, wq, wi, D, 3 * D);

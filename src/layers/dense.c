@@ -51,6 +51,7 @@ static int dense_setup(dd_layer *l) {
     l->out.d[0] = K;
   }
   int64_t wd[2] = {K, D};
+  l->flops = 2.0 * (double)K * (double)D * (double)rows;
   dd_param *w = dd_layer_declare(l, false, "weight", 2, wd, l->spec.init, D, K);
   if (!w)
     return dd__layer_error(l, "too many tensors");

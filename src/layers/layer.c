@@ -12,6 +12,8 @@ extern const dd_layer_kind dd__layer_conv2d, dd__layer_maxpool2d, dd__layer_avgp
     dd__layer_dropout, dd__layer_batchnorm;
 /* sequence layers */
 extern const dd_layer_kind dd__layer_embedding, dd__layer_rnn, dd__layer_lstm, dd__layer_gru, dd__layer_layernorm;
+/* graph */
+extern const dd_layer_kind dd__layer_residual, dd__layer_residual_end;
 /* transformer layers */
 extern const dd_layer_kind dd__layer_gelu, dd__layer_positional, dd__layer_attention;
 
@@ -34,6 +36,9 @@ const dd_layer_kind *const dd_layer_kinds[] = {
     &dd__layer_lstm,
     &dd__layer_gru,
     &dd__layer_layernorm,
+    /* graph */
+    &dd__layer_residual,
+    &dd__layer_residual_end,
     /* transformer layers */
     &dd__layer_gelu,
     &dd__layer_positional,

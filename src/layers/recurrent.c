@@ -112,6 +112,7 @@ static int rec_setup(dd_layer *l) {
   /* PyTorch: every tensor uniform(-1/sqrt(H), 1/sqrt(H)); `init` overrides the weights' */
   const int wi = l->spec.init == DD_INIT_AUTO ? DD_INIT_UNIFORM_FANIN : l->spec.init;
   const int64_t wih[2] = {GH, D}, whh[2] = {GH, H}, b[1] = {GH};
+  l->flops = 2.0 * (double)GH * (double)(D + H) * (double)T;
   if (!dd_layer_declare(l, false, "weight_ih", 2, wih, wi, wi == DD_INIT_UNIFORM_FANIN ? H : D, GH) ||
       !dd_layer_declare(l, false, "weight_hh", 2, whh, wi, H, GH) ||
       !dd_layer_declare(l, false, "bias_ih", 1, b, DD_INIT_UNIFORM_FANIN, H, GH) ||

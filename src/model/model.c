@@ -20,9 +20,25 @@ static int build_layers(dd_model *m, const dd_model_spec *spec) {
     l->in = cur;
     l->in_size = dd_shape_size(cur);
     l->max_batch = m->max_batch;
+    const bool is_end = strcmp(l->kind->name, "residual_end") == 0;
+    const int pair = l->spec.pair;
+    if ((is_end || strcmp(l->kind->name, "residual") == 0) &&
+        (pair < 0 || pair >= m->nlayers || (is_end ? pair >= i : pair <= i) ||
+         strcmp(spec->layers[pair].type, is_end ? "residual" : "residual_end") != 0 || spec->layers[pair].pair != i))
+      return dd__layer_error(l, "a residual block's ends do not match; write it as {type: residual, layers: [...]}");
+    if (is_end && dd_shape_size(cur) != dd_shape_size(m->layers[pair].in)) {
+      char in[64], out[64];
+      return dd__layer_error(l,
+                             "the residual block of layers %d-%d turns its input %s into %s; y = x + layers(x) needs "
+                             "the layers to keep the shape (set the last one's units to the input's size)",
+                             pair + 1, i - 1, dd_shape_str(m->layers[pair].in, in, sizeof in),
+                             dd_shape_str(cur, out, sizeof out));
+    }
     int rc = l->kind->setup(l);
     if (rc)
       return rc;
+    if (is_end)
+      l->out = m->layers[pair].in; /* the block's shape, e.g. [T, D] rather than a reshaped [T*D] */
     l->out_size = dd_shape_size(l->out);
     char in[64], sh[64];
     if (l->out.ndim > 0 && (l->out_size < 0 || l->out_size > DD_TENSOR_MAX))
@@ -196,6 +212,11 @@ int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra,
     dd_layer *l = &m->layers[i];
     l->ws = m->ws + ws;
     ws += l->ws_fixed + B * l->ws_per_sample;
+    if (strcmp(l->kind->name, "residual_end") == 0) { /* residual.c: the block's two ends */
+      l->peer = &m->layers[l->spec.pair];
+      l->peer->peer = l;
+      l->skip = m->acts[l->spec.pair];
+    }
   }
   *out = m;
   return DD_OK;
@@ -286,6 +307,8 @@ int dd_model_forward(dd_model *m, const dd_pass *p) {
     int rc = l->kind->forward(l, p, m->acts[i], m->acts[i + 1]);
     if (rc)
       return rc;
+    if (p->forward_done)
+      p->forward_done(p->hook_ctx, i);
   }
   return DD_OK;
 }
@@ -308,6 +331,8 @@ int dd_model_backward(dd_model *m, const dd_pass *p) {
     dd_layer *l = &m->layers[i];
     float *dx = i > 0 ? m->dbuf[cur ^ 1] : NULL;
     int rc = l->kind->backward(l, p, m->acts[i], m->acts[i + 1], m->dbuf[cur], dx);
+    if (rc == DD_OK && p->grad_ready)
+      rc = p->grad_ready(p->hook_ctx, i);
     if (rc)
       return rc;
     cur ^= 1;
@@ -317,6 +342,25 @@ int dd_model_backward(dd_model *m, const dd_pass *p) {
 
 void dd_model_zero_grad(dd_model *m) {
   memset(m->grads, 0, sizeof(float) * (size_t)(m->nparams + m->grad_extra));
+}
+
+void dd_model_layer_range(const dd_model *m, int i, int64_t *lo, int64_t *hi) {
+  const dd_layer *l = &m->layers[i];
+  *lo = *hi = 0;
+  for (int j = 0; j < l->nparam; j++) {
+    const int64_t a = l->param[j].offset, b = a + l->param[j].size;
+    if (j == 0 || a < *lo)
+      *lo = a;
+    if (j == 0 || b > *hi)
+      *hi = b;
+  }
+}
+
+double dd_model_train_flops(const dd_model *m) {
+  double f = 0;
+  for (int i = 0; i < m->nlayers; i++)
+    f += m->layers[i].flops;
+  return 3.0 * f;
 }
 
 uint64_t dd_model_checksum(const dd_model *m) {

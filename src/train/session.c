@@ -98,6 +98,9 @@ int dd__evaluate(dd_comm *c, dd_model *m, dd_source *src, const dd_split *s, voi
     for (int i = 0; i < n; i++)
       rows[i] = dd_split_row(s, start + i);
     rc = dd_source_read(src, rows, n, m->acts[0], has_y ? ybuf : NULL, len);
+    if (rc == DD_OK && dd_fault("evalread", dd_comm_rank(c), 0)) /* test only: one rank's read fails */
+      rc = dd_error(DD_EIO, "reading validation samples on rank %d failed: Input/output error (injected)",
+                    dd_comm_rank(c));
     dd_pass p = {.B = n, .B_global = s->n, .sample0 = start, .train = false, .lengths = len};
     if (rc == DD_OK)
       rc = dd_model_forward(m, &p);

@@ -9,8 +9,8 @@
 #include "ddtrain/optim.h"
 #include "ddtrain/train.h"
 
-/* Floats appended to the gradient arena for the one allreduce per step. */
-enum { DD__TAIL_LOSS, DD__TAIL_COUNT, DD__TAIL_CORRECT, DD__TAIL_STOP, DD__TAIL_N };
+/* The step's control sums, reduced after the gradients (dd_sync_finish). */
+enum { DD__CTL_LOSS, DD__CTL_COUNT, DD__CTL_CORRECT, DD__CTL_STOP, DD__CTL_FAIL, DD__CTL_N };
 
 /* Per-sample input shape: model.input if declared (checked against the
  * data), else the data's own. */

@@ -12,6 +12,16 @@
 
 #include "ddtrain/tensor.h"
 #include "session.h"
+#include "trace.h"
+
+/* Phases of a step (and of an epoch) timed on every rank. */
+enum { PH_DATA, PH_FWD, PH_BWD, PH_SYNC, PH_OPT, PH_CKPT, PH_EVAL, PH_OTHER, DD__PH_N };
+static const char *const ph_name[DD__PH_N] = {"data",      "forward",    "backward",   "sync",
+                                              "optimizer", "checkpoint", "evaluation", "other"};
+static const char *const ph_short[DD__PH_N] = {"data", "fwd", "bwd", "sync", "opt", "ckpt", "eval", "other"};
+/* what the watchdog reports a rank busy in */
+static const char *const ph_watch[DD__PH_N] = {"data wait", "forward",    "backward",   "gradient sync",
+                                               "optimizer", "checkpoint", "evaluation", "training loop"};
 
 typedef struct run {
   dd_comm *c;
@@ -43,7 +53,23 @@ typedef struct run {
   int threads;
   bool kernels_differ; /* ranks run different BLAS kernel sets (nodes with different CPUs) */
   double t0;
-  int stop_signal; /* the largest signal number any rank was stopped by */
+  /* gradient sync: buckets of the arena, last layers first */
+  dd_sync *sync;
+  int *bucket_at; /* [nlayers]: the last bucket final once layer i's backward is done, or -1 */
+  int nbuckets;
+  /* phase timers: seconds per phase since the last epoch / step record */
+  double ph_epoch[DD__PH_N], ph_log[DD__PH_N], ph_t;
+  int ph_cur;
+  double sync_span, sync_busy, sync_bytes; /* since the last epoch record */
+  double t_record;                         /* when the last epoch record was written */
+  double peak_flops;                       /* all ranks' sgemm peak, FLOP/s */
+  /* train.trace_steps: steps [trace_a, trace_b) go to trace/ */
+  int64_t trace_a, trace_b;
+  dd__trace *trace; /* open while tracing */
+  char trace_dir[DD_PATH_MAX + 16];
+  double layer_t, step_t; /* tracing: when the current layer / step began */
+  bool micro_last;        /* the micro-batch in progress is the step's last: it starts the buckets */
+  int stop_signal;        /* the largest signal number any rank was stopped by */
   char metrics_path[DD_PATH_MAX + 32];
   char last_ckpt[1100];
 } run;
@@ -134,6 +160,20 @@ static void jstr(FILE *f, const char *key, const char *v) {
   fprintf(f, "\", ");
 }
 
+/* The rank moves on to phase ph: the time since the last switch goes to
+ * the phase it leaves. */
+static void phase_to(run *r, int ph) {
+  const double now = dd_now();
+  if (r->trace && now > r->ph_t)
+    dd__trace_event(r->trace, ph_name[r->ph_cur], "phase", 0, r->ph_t, now, r->st.step, NULL);
+  r->layer_t = now;
+  r->ph_epoch[r->ph_cur] += now - r->ph_t;
+  r->ph_log[r->ph_cur] += now - r->ph_t;
+  r->ph_cur = ph;
+  r->ph_t = now;
+  dd_comm_phase(r->c, ph_watch[ph], r->st.step);
+}
+
 static int open_source(run *r, const char *path, const char *key, dd_source **out) {
   const dd_config *cfg = r->cfg;
   dd_source_spec spec = {.path = path,
@@ -197,6 +237,57 @@ static void on_stall(void *ctx, const char *msg) {
   fflush(r->metrics);
 }
 
+/* Buckets of the gradient arena, from its end (the last layer's gradients
+ * are final first): whole layers, closed once they hold comm.bucket_mb;
+ * one bucket with comm.overlap off. Collective. */
+static int make_sync(run *r) {
+  const dd_model *m = r->m;
+  const dd_config *cfg = r->cfg;
+  const bool one = cfg->overlap == DD_OVERLAP_OFF || (cfg->overlap == DD_OVERLAP_AUTO && dd_comm_nodes(r->c) == 1);
+  const int64_t cap = one ? INT64_MAX : (int64_t)(cfg->bucket_mb * 1048576.0 / 4.0);
+  int64_t *lo = dd_alloc((size_t)m->nlayers + 1, sizeof(int64_t)),
+          *hi = dd_alloc((size_t)m->nlayers + 1, sizeof(int64_t));
+  r->bucket_at = dd_alloc((size_t)m->nlayers + 1, sizeof(int));
+  int rc = lo && hi && r->bucket_at ? DD_OK : DD_ENOMEM;
+  int nb = 0;
+  int64_t top = -1, bottom = -1; /* the open bucket [bottom, top) */
+  for (int i = m->nlayers - 1; i >= 0 && rc == DD_OK; i--) {
+    r->bucket_at[i] = -1;
+    int64_t a, b;
+    dd_model_layer_range(m, i, &a, &b);
+    if (a == b)
+      continue;
+    if (top < 0)
+      top = b;
+    bottom = a;
+    if (top - bottom >= cap || bottom == 0) {
+      lo[nb] = bottom;
+      hi[nb] = top;
+      r->bucket_at[i] = nb++;
+      top = -1;
+    }
+  }
+  r->nbuckets = nb;
+  /* auto: on one node shared memory sums faster than overlap saves, and
+   * every core already computes (measured: docs/communication.md) */
+  const int ov =
+      cfg->overlap == DD_OVERLAP_AUTO ? (dd_comm_nodes(r->c) > 1 ? DD_OVERLAP_THREAD : DD_OVERLAP_OFF) : cfg->overlap;
+  const int mode = r->P == 1 || ov == DD_OVERLAP_OFF ? DD_SYNC_OFF
+                   : ov == DD_OVERLAP_POLL           ? DD_SYNC_POLL
+                                                     : DD_SYNC_THREAD;
+  dd_sync_spec spec = {.mode = mode,
+                       .dtype = cfg->grad_dtype == DD_WIRE_BF16 ? DD_GRAD_BF16 : DD_GRAD_F32,
+                       .buf = r->m->grads,
+                       .nbuckets = nb,
+                       .lo = lo,
+                       .hi = hi};
+  if (rc == DD_OK)
+    rc = dd_sync_create(r->c, &spec, &r->sync);
+  dd_free(lo);
+  dd_free(hi);
+  return dd_comm_agree(r->c, rc);
+}
+
 static int setup(run *r) {
   const dd_config *cfg = r->cfg;
   int trc = dd_comm_set_timeout(r->c, cfg->timeout);
@@ -210,6 +301,11 @@ static int setup(run *r) {
   if ((trc = dd_comm_agree(r->c, trc)) != DD_OK)
     return trc;
   dd_tensor_set_threads(r->threads);
+  /* the job's peak for MFU: every rank measures at once, as they compute */
+  double peak = cfg->peak_gflops > 0 ? cfg->peak_gflops * 1e9 : dd_tensor_gemm_peak(0.05);
+  if ((trc = dd_comm_allreduce_f64(r->c, &peak, 1)) != DD_OK)
+    return trc;
+  r->peak_flops = peak;
   const char *kern = dd_tensor_kernel_current();
   bool same = true;
   int rc = dd_comm_same_u64(r->c, dd_fnv1a(kern, strlen(kern), DD_FNV_OFFSET), &same);
@@ -255,7 +351,7 @@ static int setup(run *r) {
   }
   rc = dd__input_shape(cfg, r->ti, &spec.input);
   if (rc == DD_OK)
-    rc = dd_model_build(&spec, (int)micro_max, DD__TAIL_N, &r->m);
+    rc = dd_model_build(&spec, (int)micro_max, 0, &r->m);
   /* the checks below are collective: every rank takes part whatever happened above */
   rc = dd_comm_agree(r->c, rc);
   if (rc == DD_OK)
@@ -279,9 +375,30 @@ static int setup(run *r) {
   if (rc == DD_OK)
     rc = dd_schedule_init(&cfg->schedule, dd_optim_scaled_lr(&cfg->optim, B), cfg->epochs, r->steps_per_epoch,
                           &r->sched);
-  if (rc)
+  if ((rc = dd_comm_agree(r->c, rc)) != DD_OK) /* make_sync is collective */
     return rc;
   r->lr = r->grad_norm = NAN;
+  if (cfg->trace_steps[0]) {
+    long long a = -1, b = -1;
+    char extra;
+    if (sscanf(cfg->trace_steps, "%lld:%lld%c", &a, &b, &extra) != 2 || a < 0 || b <= a)
+      return dd_comm_agree(r->c, dd_error(DD_ECONFIG,
+                                          "train.trace_steps = '%s': expected FIRST:END optimizer steps, END > FIRST "
+                                          "(END excluded), e.g. 100:110",
+                                          cfg->trace_steps));
+    r->trace_a = a;
+    r->trace_b = b;
+    if (cfg->ckpt_dir[0]) {
+      snprintf(r->trace_dir, sizeof r->trace_dir, "%s/trace", cfg->ckpt_dir);
+    } else if (cfg->metrics[0] && strrchr(cfg->metrics, '/')) {
+      snprintf(r->trace_dir, sizeof r->trace_dir, "%.*s/trace", (int)(strrchr(cfg->metrics, '/') - cfg->metrics),
+               cfg->metrics);
+    } else {
+      snprintf(r->trace_dir, sizeof r->trace_dir, "trace");
+    }
+  }
+  if ((rc = make_sync(r)) != DD_OK)
+    return rc;
   r->rows = dd_alloc((size_t)micro_max, sizeof(int64_t));
   r->ybuf = dd_alloc((size_t)micro_max, dd_source_label_bytes(r->train_src));
   r->lenbuf = dd_alloc((size_t)micro_max, sizeof(int32_t));
@@ -567,7 +684,7 @@ static void metrics_start(run *r) {
 static int save(run *r) {
   if (!r->cfg->ckpt_dir[0])
     return DD_OK;
-  dd_comm_phase(r->c, "checkpoint", r->st.step);
+  phase_to(r, PH_CKPT);
   r->st.nranks = r->P;
   if (r->st.batch > 0) { /* mid-epoch: the digest so far, of all ranks */
     uint64_t d = r->digest_local;
@@ -585,7 +702,41 @@ static int save(run *r) {
     fprintf(r->metrics, "\"elapsed_s\": %.3f}\n", dd_now() - r->t0);
     fflush(r->metrics);
   }
+  phase_to(r, PH_OTHER);
   return rc;
+}
+
+/* The phases since the last record (acc: the epoch's or the log's), over
+ * ranks: mean, max and who had the max. Collective. */
+typedef struct phase_stats {
+  double mean[DD__PH_N + 2], max[DD__PH_N + 2];
+  int who[DD__PH_N + 2];
+} phase_stats;
+
+static int phase_stats_of(run *r, double *acc, double span, double busy, phase_stats *ps) {
+  phase_to(r, r->ph_cur); /* book the time up to now */
+  double v[DD__PH_N + 2];
+  memcpy(v, acc, sizeof(double) * DD__PH_N);
+  v[DD__PH_N] = span;
+  v[DD__PH_N + 1] = busy;
+  for (int i = 0; i < DD__PH_N; i++)
+    acc[i] = 0;
+  return dd_comm_stats_f64(r->c, v, DD__PH_N + 2, ps->mean, ps->max, ps->who);
+}
+
+static void jstat(FILE *f, const char *key, const phase_stats *ps, int i) {
+  fprintf(f, "\"%s\": {", key);
+  jnum(f, "mean_s", ps->mean[i], false);
+  jnum(f, "max_s", ps->max[i], false);
+  fprintf(f, "\"max_rank\": %d}", ps->who[i]);
+}
+
+static void jphases(FILE *f, const phase_stats *ps) {
+  fprintf(f, "\"phases\": {");
+  for (int i = 0; i < DD__PH_N; i++) {
+    jstat(f, ph_name[i], ps, i);
+    fprintf(f, "%s", i + 1 < DD__PH_N ? ", " : "}, ");
+  }
 }
 
 /* ---- the step ---------------------------------------------------------- */
@@ -598,14 +749,63 @@ typedef struct epoch_stats {
   int64_t skipped;      /* steps skipped as outliers (train.skip_zscore) */
 } epoch_stats;
 
+/* Backward has finished layer i: start the buckets that are now final. */
+static void layer_event(run *r, int layer, const char *what) {
+  const double now = dd_now();
+  char name[96];
+  snprintf(name, sizeof name, "%s %d %s", what, layer, r->m->layers[layer].kind->name);
+  dd__trace_event(r->trace, name, "layer", 0, r->layer_t, now, r->st.step, NULL);
+  r->layer_t = now;
+}
+
+static int on_grad_ready(void *ctx, int layer) {
+  run *r = ctx;
+  if (r->trace)
+    layer_event(r, layer, "backward");
+  if (!r->micro_last)
+    return DD_OK;
+  int rc = r->bucket_at[layer] >= 0 ? dd_sync_start(r->sync, r->bucket_at[layer]) : DD_OK;
+  return rc == DD_OK ? dd_sync_poll(r->sync) : rc;
+}
+
+static void on_forward_done(void *ctx, int layer) {
+  run *r = ctx;
+  if (r->trace)
+    layer_event(r, layer, "forward");
+}
+
+/* The pass of micro-batch j: only the step's last micro-batch starts
+ * reducing gradients from inside backward (accumulation adds up first). */
+static dd_pass micro_pass(run *r, int n, int64_t gsize, int64_t sample0, int j) {
+  dd_pass p = {.B = n,
+               .B_global = gsize,
+               .sample0 = sample0, /* position in the global batch: masks do not depend on P or M */
+               .train = true,
+               .seed = r->st.seed,
+               .step = r->st.step,
+               .micro = j,
+               .lengths = r->ti->lengths ? r->lenbuf : NULL,
+               .allreduce = dd_comm_allreduce_cb,
+               .allreduce_ctx = r->c};
+  r->micro_last = j == r->accum - 1;
+  if (r->micro_last || r->trace) {
+    p.grad_ready = on_grad_ready;
+    p.forward_done = r->trace ? on_forward_done : NULL;
+    p.hook_ctx = r;
+  }
+  return p;
+}
+
 /* Forward and backward of micro-batch j of this rank's share [lo, hi) of a
  * global batch (gsize samples at gpos): gradients accumulate in m->grads,
  * loss sums into *sums. Every rank runs every micro-batch, even an empty
- * one, so layers that allreduce (batch norm) stay in step. */
-static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, dd_loss_sums *sums) {
+ * one, so layers that allreduce (batch norm) stay in step. *ran: forward
+ * was entered (a rank whose data failed has not, see ghost_pass). */
+static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, dd_loss_sums *sums, bool *ran) {
   dd_model *m = r->m;
   dd_micro *mb = NULL;
-  dd_comm_phase(r->c, "data wait", r->st.step);
+  *ran = false;
+  phase_to(r, PH_DATA);
   int rc = dd_loader_next(r->loader, &mb, &es->data_s);
   if (rc)
     return rc;
@@ -622,33 +822,40 @@ static int micro_step(run *r, int64_t b, int64_t gsize, int j, epoch_stats *es, 
   memcpy(r->lenbuf, mb->len, sizeof(int32_t) * (size_t)n);
   r->digest_local += mb->digest;
   const int64_t sample0 = mb->sample0;
+  if (r->trace) {
+    char a[64];
+    snprintf(a, sizeof a, "\"samples\": %d, \"micro\": %d", n, j);
+    dd__trace_event(r->trace, "read", "data", 2, mb->t_read[0], mb->t_read[1], r->st.step, a);
+  }
   dd_loader_done(r->loader);
-  dd_pass p = {.B = n,
-               .B_global = gsize,
-               .sample0 = sample0, /* position in the global batch: masks do not depend on P or M */
-               .train = true,
-               .seed = r->st.seed,
-               .step = r->st.step,
-               .micro = j,
-               .lengths = r->ti->lengths ? r->lenbuf : NULL,
-               .allreduce = dd_comm_allreduce_cb,
-               .allreduce_ctx = r->c};
-  dd_comm_phase(r->c, "forward", r->st.step);
+  dd_pass p = micro_pass(r, n, gsize, sample0, j);
+  *ran = true;
+  phase_to(r, PH_FWD);
   rc = dd_model_forward(m, &p);
   if (rc == DD_OK)
     rc = dd_model_loss(m, &p, r->ybuf, true, sums);
-  dd_comm_phase(r->c, "backward", r->st.step);
-  if (rc == DD_OK)
-    rc = dd_model_backward(m, &p);
-  if (rc == DD_OK && j == 0 && dd_fault("nan", r->rank, r->st.step))
-    m->grads[0] = NAN; /* test only: one rank's gradient goes bad */
+  const int64_t nout = (int64_t)n * m->out_size; /* the loss gradient, backward's input */
+  if (rc == DD_OK && j == 0 && n > 0 && dd_fault("nan", r->rank, r->st.step))
+    m->dbuf[0][0] = NAN; /* test only: one rank's gradient goes bad */
   if (rc == DD_OK && j == 0 && dd_fault("spike", r->rank, r->st.step)) {
-    /* test only: a batch whose loss and gradient are 10^4 times the usual */
-    for (int64_t i = 0; i < m->nparams; i++)
-      m->grads[i] *= 1e4f;
+    /* test only: a batch whose loss and gradients are 10^4 times the usual (backward is linear in its input) */
+    for (int64_t i = 0; i < nout; i++)
+      m->dbuf[0][i] *= 1e4f;
     sums->loss *= 1e4;
   }
+  phase_to(r, PH_BWD);
+  if (rc == DD_OK)
+    rc = dd_model_backward(m, &p);
   return rc;
+}
+
+/* A rank whose micro-batch j failed before its forward pass still makes
+ * the collectives the others make in it (batch norm's sums) with no
+ * samples, so no rank waits alone; the step then fails on every rank. */
+static void ghost_pass(run *r, int64_t gsize, int j) {
+  dd_pass p = micro_pass(r, 0, gsize, 0, j);
+  if (dd_model_forward(r->m, &p) == DD_OK)
+    (void)dd_model_backward(r->m, &p);
 }
 
 /* The optimizer update from the allreduced gradient sums: average, clip by
@@ -757,33 +964,86 @@ static void inject_faults(run *r) {
   }
 }
 
+/* train.trace_steps: every rank opens its trace file at the window's first
+ * step, a barrier aligning their time 0; after the last one (or at the
+ * end, force) they close it and rank 0 merges them. Collective. */
+static int trace_begin(run *r) {
+  if (r->trace || r->st.step < r->trace_a || r->st.step >= r->trace_b)
+    return DD_OK;
+  int rc = dd_comm_agree(r->c, dd__trace_open(r->trace_dir, r->rank, dd_comm_host(r->c), &r->trace));
+  if (rc == DD_OK)
+    rc = dd_comm_barrier(r->c);
+  dd__trace_align(r->trace);
+  return rc;
+}
+
+static int trace_end(run *r, bool force) {
+  if (!r->trace || (!force && r->st.step < r->trace_b))
+    return DD_OK;
+  phase_to(r, r->ph_cur); /* the phase in progress, up to now */
+  int rc = dd__trace_close(r->trace);
+  r->trace = NULL;
+  rc = dd_comm_agree(r->c, rc);
+  if (rc == DD_OK && r->rank == 0) {
+    char out[DD_PATH_MAX + 32];
+    snprintf(out, sizeof out, "%s/trace.json", r->trace_dir);
+    int ranks = 0;
+    int64_t events = 0;
+    rc = dd_trace_merge(r->trace_dir, out, &ranks, &events);
+    if (rc == DD_OK && r->out)
+      fprintf(r->out, "%strace of steps %lld-%lld: %s (%lld events of %d rank(s)%s)\n",
+              r->o && r->o->progress ? "\n" : "", (long long)r->trace_a, (long long)r->trace_b - 1, out,
+              (long long)events, ranks,
+              ranks < r->P ? "; the other ranks' files are not in this directory: copy them here and run 'ddtrain "
+                             "trace merge'"
+                           : "");
+  }
+  return dd_comm_bcast_status(r->c, rc, 0);
+}
+
 static int train_step(run *r, int64_t b, epoch_stats *es) {
   const dd_config *cfg = r->cfg;
   dd_model *m = r->m;
   const int64_t B = cfg->batch_size;
   const int64_t gsize = dd_sampler_batch_size(r->tr.n, B, b);
+  r->step_t = dd_now();
   inject_faults(r);
   dd_model_zero_grad(m);
   dd_loss_sums sums = {0};
   int rc = DD_OK;
-  for (int j = 0; j < r->accum && rc == DD_OK; j++)
-    rc = micro_step(r, b, gsize, j, es, &sums);
-  /* a local failure must not leave the others waiting in the allreduce */
-  float *tail = m->grads + m->nparams;
-  tail[DD__TAIL_LOSS] = (float)sums.loss;
-  tail[DD__TAIL_COUNT] = (float)sums.count;
-  tail[DD__TAIL_CORRECT] = (float)sums.correct;
-  tail[DD__TAIL_STOP] = (r->o && r->o->stop && *r->o->stop) ? 1.0f : 0.0f;
-  if (rc)
-    tail[DD__TAIL_STOP] = 1e30f; /* "a rank failed" */
-  double t = dd_now();
-  int crc = dd_comm_allreduce_f32(r->c, m->grads, m->nparams + DD__TAIL_N);
-  es->comm_s += dd_now() - t;
+  for (int j = 0; j < r->accum; j++) {
+    bool ran = false;
+    if (rc == DD_OK)
+      rc = micro_step(r, b, gsize, j, es, &sums, &ran);
+    if (!ran)
+      ghost_pass(r, gsize, j);
+  }
+  /* every rank reaches the sync, a failed one too, its failure in the control sums */
+  phase_to(r, PH_SYNC);
+  double ctl[DD__CTL_N] = {[DD__CTL_LOSS] = sums.loss,
+                           [DD__CTL_COUNT] = sums.count,
+                           [DD__CTL_CORRECT] = sums.correct,
+                           [DD__CTL_STOP] = (r->o && r->o->stop && *r->o->stop) ? 1.0 : 0.0,
+                           [DD__CTL_FAIL] = rc ? 1.0 : 0.0};
+  dd_sync_stats ss = {0};
+  int crc = dd_sync_finish(r->sync, ctl, DD__CTL_N, &ss);
+  es->comm_s += ss.exposed_s;
+  r->sync_span += ss.span_s;
+  r->sync_busy += ss.busy_s;
+  r->sync_bytes += (double)ss.bytes;
+  for (int k = 0; r->trace && k < r->nbuckets; k++) {
+    double t0, t1;
+    dd_sync_bucket_times(r->sync, k, &t0, &t1);
+    char name[32], a[64];
+    snprintf(name, sizeof name, "bucket %d", k);
+    snprintf(a, sizeof a, "\"bytes\": %lld", (long long)dd_sync_bucket_bytes(r->sync, k));
+    dd__trace_event(r->trace, name, "sync", 1, t0, t1, r->st.step, a);
+  }
   if (crc)
     return crc;
-  if (tail[DD__TAIL_STOP] >= 1e29f)
+  if (ctl[DD__CTL_FAIL] > 0)
     return dd_comm_agree(r->c, rc);
-  const double loss = tail[DD__TAIL_LOSS], count = tail[DD__TAIL_COUNT];
+  const double loss = ctl[DD__CTL_LOSS], count = ctl[DD__CTL_COUNT];
   if (!isfinite(loss))
     return dd_error(DD_ENUMERIC,
                     "the training loss became %s at step %lld (epoch %lld); lower optim.lr, check the data for "
@@ -795,13 +1055,18 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
      * else only for the steps that go into the metrics log */
     /* (decided alike on every rank: a non-finite norm stops all of them) */
     const bool logged = cfg->log_every > 0 && (r->st.step + 1) % cfg->log_every == 0;
-    dd_comm_phase(r->c, "optimizer", r->st.step);
+    phase_to(r, PH_OPT);
     rc = update(r, count, logged, loss, &skipped);
     if (rc)
       return rc;
     es->skipped += skipped;
     if (!skipped && r->grad_norm > es->grad_norm_max)
       es->grad_norm_max = r->grad_norm;
+  }
+  phase_to(r, PH_OTHER);
+  if (r->trace) {
+    dd__trace_event(r->trace, "step", "step", 0, r->step_t, dd_now(), r->st.step, NULL);
+    dd__trace_flush(r->trace);
   }
   dd_comm_step_done(r->c, r->st.step);
   r->st.step++;
@@ -810,7 +1075,7 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
   if (!skipped) { /* a skipped step's loss is not the epoch's */
     es->loss += loss;
     es->count += count;
-    es->correct += tail[DD__TAIL_CORRECT];
+    es->correct += ctl[DD__CTL_CORRECT];
   }
   es->samples += (double)gsize;
   es->samples_timed += (double)gsize;
@@ -830,26 +1095,30 @@ static int train_step(run *r, int64_t b, epoch_stats *es) {
                     src == DD_OK && r->last_ckpt[0] ? "checkpoint saved: " : "no checkpoint saved",
                     src == DD_OK ? r->last_ckpt : "");
   }
-  if (tail[DD__TAIL_STOP] > 0.0f)
+  if (ctl[DD__CTL_STOP] > 0.0)
     return DD_EINTERRUPTED;
   return DD_OK;
 }
 
-static void progress(run *r, int64_t b, const epoch_stats *es, double t_epoch, double *last_draw) {
+static void progress(run *r, int64_t b, int64_t b0, const epoch_stats *es, double t_epoch, double *last_draw) {
   if (!r->out || !r->o || !r->o->progress)
     return;
   double now = dd_now();
   if (now - *last_draw < 0.2 && b + 1 < r->steps_per_epoch)
     return;
   *last_draw = now;
-  int width = 30, done = (int)((double)(b + 1) * width / (double)r->steps_per_epoch);
-  char bar[64];
+  /* at most 79 columns (an 80-column terminal does not wrap): step, loss, speed, the epoch's ETA */
+  int width = 16, done = (int)((double)(b + 1) * width / (double)r->steps_per_epoch);
+  char bar[64], eta[32];
   for (int i = 0; i < width; i++)
     bar[i] = i < done ? '=' : (i == done ? '>' : ' ');
   bar[width] = '\0';
-  fprintf(r->out, "\r  epoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s ", (long long)r->st.epoch + 1, bar,
+  const double per_step = (now - t_epoch) / (double)(b + 1 - b0 > 0 ? b + 1 - b0 : 1);
+  const long left = lround(per_step * (double)(r->steps_per_epoch - b - 1));
+  snprintf(eta, sizeof eta, "%ld:%02ld", left / 60, left % 60);
+  fprintf(r->out, "\r  epoch %lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s ", (long long)r->st.epoch + 1, bar,
           (long long)b + 1, (long long)r->steps_per_epoch, es->count > 0 ? es->loss / es->count : NAN,
-          es->samples / (now - t_epoch + 1e-9));
+          es->samples_timed / (now - t_epoch + 1e-9), eta);
   fflush(r->out);
 }
 
@@ -879,6 +1148,8 @@ static int run_epochs(run *r, dd_train_result *res) {
                          .epochs = cfg->epochs,
                          .step0 = r->st.step};
   /* a step ahead (at least three micro-batches): reading overlaps compute */
+  r->ph_t = r->t_record = dd_now();
+  r->ph_cur = PH_OTHER;
   rc = dd_comm_agree(r->c, dd_loader_start(&plan, r->accum < 2 ? 3 : 2 * r->accum, &r->loader));
   if (rc)
     return rc;
@@ -890,8 +1161,13 @@ static int run_epochs(run *r, dd_train_result *res) {
     r->digest_base = r->st.ep_digest;
     r->digest_local = 0;
     double t_epoch = dd_now(), last_draw = 0.0;
+    const int64_t step_first = r->st.step, step_first_b = r->st.batch;
     for (int64_t b = r->st.batch; b < r->steps_per_epoch; b++) {
+      if ((rc = trace_begin(r)) != DD_OK)
+        return rc;
       rc = train_step(r, b, &es);
+      if (rc == DD_OK)
+        rc = trace_end(r, false);
       if (rc == DD_EINTERRUPTED) {
         /* one exit code on every rank: the signal any of them got (the largest number) */
         int64_t sig = r->o && r->o->stop ? (int64_t)*r->o->stop : 0;
@@ -912,16 +1188,23 @@ static int run_epochs(run *r, dd_train_result *res) {
       }
       if (rc)
         return rc;
-      if (r->metrics && cfg->log_every > 0 && r->st.step % cfg->log_every == 0) {
-        fprintf(r->metrics, "{\"event\": \"step\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
-                (long long)epoch + 1);
-        jnum(r->metrics, "train_loss", es.loss / (es.count > 0 ? es.count : 1), false);
-        jnum(r->metrics, "lr", r->lr, false);
-        jnum(r->metrics, "grad_norm", r->grad_norm, false);
-        jnum(r->metrics, "elapsed_s", dd_now() - r->t0, true);
-        fprintf(r->metrics, "}\n");
+      if (cfg->log_every > 0 && r->st.step % cfg->log_every == 0) { /* the same step on every rank */
+        phase_stats ps;
+        if ((rc = phase_stats_of(r, r->ph_log, NAN, NAN, &ps)) != DD_OK)
+          return rc;
+        if (r->metrics) {
+          FILE *f = r->metrics;
+          fprintf(f, "{\"event\": \"step\", \"step\": %lld, \"epoch\": %lld, ", (long long)r->st.step,
+                  (long long)epoch + 1);
+          jnum(f, "train_loss", es.loss / (es.count > 0 ? es.count : 1), false);
+          jnum(f, "lr", r->lr, false);
+          jnum(f, "grad_norm", r->grad_norm, false);
+          jphases(f, &ps);
+          jnum(f, "elapsed_s", dd_now() - r->t0, true);
+          fprintf(f, "}\n");
+        }
       }
-      progress(r, b, &es, t_epoch, &last_draw);
+      progress(r, b, step_first_b, &es, t_epoch, &last_draw);
       if (cfg->max_steps > 0 && r->st.step >= cfg->max_steps) {
         if (r->out)
           fprintf(r->out, "%sreached train.max_steps = %lld in epoch %lld\n", r->o && r->o->progress ? "\n" : "",
@@ -939,8 +1222,9 @@ static int run_epochs(run *r, dd_train_result *res) {
     /* validation */
     dd_loss_sums vs = {0};
     if (r->va.n > 0) {
-      dd_comm_phase(r->c, "evaluation", r->st.step);
+      phase_to(r, PH_EVAL);
       rc = dd__evaluate(r->c, r->m, r->val_src ? r->val_src : r->train_src, &r->va, r->ybuf, r->rows, NULL, &vs);
+      phase_to(r, PH_OTHER);
       if (rc)
         return rc;
     }
@@ -959,9 +1243,18 @@ static int run_epochs(run *r, dd_train_result *res) {
     double vl = vs.count > 0 ? vs.loss / vs.count : NAN;
     double va = cls && vs.count > 0 ? vs.correct / vs.count : NAN;
     double sps = es.samples_timed / (t_train > 0 ? t_train : 1e-9);
+    phase_stats ps;
+    const int64_t steps_run = r->st.step - step_first;
+    rc = phase_stats_of(r, r->ph_epoch, r->sync_span / (double)(steps_run > 0 ? steps_run : 1),
+                        r->sync_busy / (double)(steps_run > 0 ? steps_run : 1), &ps);
+    if (rc)
+      return rc;
+    const double wall = dd_now() - r->t_record, sync_bytes = r->sync_bytes;
+    r->t_record = dd_now();
+    r->sync_span = r->sync_busy = r->sync_bytes = 0;
     if (r->out) {
       if (r->o && r->o->progress)
-        fprintf(r->out, "\r%*s\r", 100, "");
+        fprintf(r->out, "\r%*s\r", 79, "");
       fprintf(r->out, "epoch %3lld/%lld  train_loss %.4f", (long long)epoch + 1, (long long)cfg->epochs, tl);
       if (cls)
         fprintf(r->out, "  train_acc %6.2f%%", es.count > 0 ? 100.0 * es.correct / es.count : 0.0);
@@ -970,8 +1263,13 @@ static int run_epochs(run *r, dd_train_result *res) {
         if (cls)
           fprintf(r->out, "  val_acc %6.2f%%", 100.0 * va);
       }
-      fprintf(r->out, "  lr %.3g  %8.0f samples/s  data %.1f%%  %6.1f s\n", r->lr, sps,
-              100.0 * es.data_s / (t_train > 0 ? t_train : 1e-9), dd_now() - r->t0);
+      fprintf(r->out, "  lr %.3g  %8.0f samples/s  data %.1f%%", r->lr, sps,
+              100.0 * es.data_s / (t_train > 0 ? t_train : 1e-9));
+      /* where the epoch went (mean over ranks): the phases that took 1% or more */
+      for (int i = PH_FWD; i < PH_OTHER; i++)
+        if (wall > 0 && ps.mean[i] >= 0.01 * wall)
+          fprintf(r->out, " %s %.0f%%", ph_short[i], 100.0 * ps.mean[i] / wall);
+      fprintf(r->out, "  %6.1f s\n", dd_now() - r->t0);
       fflush(r->out);
     }
     if (r->metrics) {
@@ -994,6 +1292,21 @@ static int run_epochs(run *r, dd_train_result *res) {
       jnum(f, "epoch_s", t_train, false);
       jnum(f, "allreduce_s", es.comm_s, false);
       jnum(f, "data_wait_s", es.data_s, false);
+      jnum(f, "wall_s", wall, false);
+      const double fps = dd_model_train_flops(r->m);
+      jnum(f, "flops_per_sample", fps, false);
+      jnum(f, "peak_flops", r->peak_flops, false);
+      jnum(f, "mfu", r->peak_flops > 0 ? fps * sps / r->peak_flops : NAN, false);
+      jphases(f, &ps);
+      fprintf(f, "\"sync\": {");
+      jstat(f, "span_per_step", &ps, DD__PH_N);
+      fprintf(f, ", ");
+      jstat(f, "busy_per_step", &ps, DD__PH_N + 1);
+      fprintf(f, ", \"buckets\": %d, \"overlap\": \"%s\", \"dtype\": \"%s\", ", r->nbuckets,
+              (const char *[]){"off", "thread", "poll"}[dd_sync_mode(r->sync)],
+              r->cfg->grad_dtype == DD_WIRE_BF16 ? "bf16" : "f32");
+      jnum(f, "bytes", sync_bytes, true);
+      fprintf(f, "}, ");
       jnum(f, "elapsed_s", dd_now() - r->t0, true);
       fprintf(f, "}\n");
     }
@@ -1039,6 +1352,8 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
     metrics_start(&r);
     rc = run_epochs(&r, res);
   }
+  if (rc == DD_OK)
+    rc = trace_end(&r, true); /* the run ended inside the window */
   if (rc == DD_OK) {
     /* replicas must still be identical after training */
     bool same = false;
@@ -1072,6 +1387,9 @@ int dd_train_run(dd_comm *c, const dd_config *cfg, const dd_train_opts *o, dd_tr
   dd_free(r.rows);
   dd_free(r.ybuf);
   dd_free(r.lenbuf);
+  dd__trace_close(r.trace); /* a failed run: the file so far ('ddtrain trace merge') */
+  dd_sync_free(r.sync);
+  dd_free(r.bucket_at);
   dd_optim_free(r.opt);
   dd_model_free(r.m);
   dd_split_free(&r.tr);

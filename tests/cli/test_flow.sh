@@ -111,6 +111,11 @@ timeout -k 5 120 script -qec "$DDTRAIN train run.yaml train.epochs=1 checkpoint.
     >"$out" 2>"$err" || fail "train under a terminal"
 grep -q $'\r  epoch 1 \[=' "$out" || fail "progress bar drawn on a terminal"
 grep -q '^epoch   1/1' <(tr '\r' '\n' <"$out") || fail "epoch line after the progress bar"
+# step, loss, speed and ETA; the redrawn line within 79 columns (an 80-column terminal does not wrap it)
+grep -qE $'\r  epoch 1 \\[[=> ]+\\] [0-9]+/[0-9]+  loss [0-9.]+  [0-9]+ samples/s  ETA [0-9]+:[0-9][0-9] ' "$out" ||
+    fail "progress bar shows step, loss, samples/s and ETA: $(tr '\r' '\n' <"$out" | grep -m1 ETA)"
+long=$(tr '\r' '\n' <"$out" | grep '^  epoch [0-9]* \[' | awk 'length($0) > 79' | head -n 1)
+[ -z "$long" ] || fail "a progress line longer than 79 columns: '$long'"
 # ranks under a wrapper (DD_EXEC: a shell that stays their parent) with mpirun's output in a file:
 # the rank's stdout is mpirun's pseudo-terminal, but nobody watches it: no bar in the log
 timeout -k 5 120 script -qec "$MPIEXEC -n 1 sh -c '\"\$0\" \"\$@\"; exit \$?' $DDTRAIN train run.yaml train.epochs=1 checkpoint.dir= train.batch_size=8 >wrapped.log" \

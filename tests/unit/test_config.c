@@ -245,6 +245,36 @@ static void optim_errors_name_the_key(void) {
   dd_config_free(c);
 }
 
+/* {type: residual, layers: [...]} flattens into start, layers, end, with
+ * the ends paired; nested blocks too; the errors name the entry */
+static void residual_blocks_flatten(void) {
+  const char *text = "model:\n"
+                     "  layers:\n"
+                     "    - {type: dense, units: 8}\n"
+                     "    - {type: residual, layers: [relu, {type: residual, layers: [{type: dense, units: 8}]}]}\n"
+                     "    - {type: dense, units: 2}\n"
+                     "data: {train: a.h5}\n";
+  dd_config *c = NULL;
+  CHECK_OK(dd_config_parse(text, "run.yaml", 0, NULL, &c));
+  const char *want[] = {"dense", "residual", "relu", "residual", "dense", "residual_end", "residual_end", "dense"};
+  const int pair[] = {0, 6, 0, 5, 0, 3, 1, 0};
+  CHECK(c->nlayers == 8);
+  for (int i = 0; i < c->nlayers && i < 8; i++) {
+    CHECK(strcmp(c->layers[i].type, want[i]) == 0);
+    CHECK(strncmp(want[i], "residual", 8) != 0 || c->layers[i].pair == pair[i]);
+  }
+  CHECK(c->layers[4].units == 8);
+  dd_config_free(c);
+  expect_error("model: {layers: [{type: residual}]}\ndata: {train: a.h5}\n", 0, NULL, "model.layers[0]",
+               "needs a non-empty list of layers");
+  expect_error("model: {layers: [{type: residual, layers: [relu], units: 3}]}\ndata: {train: a.h5}\n", 0, NULL,
+               "unknown key 'units'", "residual takes layers");
+  expect_error("model: {layers: [relu, residual_end]}\ndata: {train: a.h5}\n", 0, NULL, "model.layers[1]",
+               "not written by hand");
+  expect_error("model: {layers: [{type: residual, layers: [{type: dense, unit: 3}]}]}\ndata: {train: a.h5}\n", 0, NULL,
+               "model.layers[0].layers[0] (dense)", "unknown key 'unit'");
+}
+
 static void reference_lists_keys(void) {
   const char *ref = dd_config_reference();
   CHECK_CONTAINS(ref, "batch_size");
@@ -258,6 +288,7 @@ static void reference_lists_keys(void) {
 
 int main(void) {
   RUN(parses_good_config);
+  RUN(residual_blocks_flatten);
   RUN(overrides_apply);
   RUN(errors_name_key_and_line);
   RUN(window_keys_take_pairs);

@@ -74,6 +74,49 @@ static void mlp_stack_gradients(void) {
   CHECK_GRADS("mlp", s, 7, in, &o);
 }
 
+/* Residual blocks (the model graph of issue 15): y = x + f(x), nested, and
+ * one at the very start (its input gradient is the model's). */
+static dd_layer_spec res(const char *type, int pair) {
+  dd_layer_spec s = tu_spec(type);
+  s.pair = pair;
+  return s;
+}
+
+static void residual_gradients(void) {
+  dd_gc_opts o;
+  dd_gc_defaults(&o);
+  o.B = 4;
+  dd_shape in = {1, {6}};
+  /* 0 dense, [1 2 3 4], [5 6 [7 8 9] 10], 11 dense */
+  dd_layer_spec s[] = {dense(6, true),         res("residual", 4),     dense(6, true),         tu_spec("tanh"),
+                       res("residual_end", 1), res("residual", 10),    dense(6, true),         res("residual", 9),
+                       tu_spec("sigmoid"),     res("residual_end", 7), res("residual_end", 5), dense(3, true)};
+  CHECK_GRADS("residual blocks, nested", s, 12, in, &o);
+  dd_layer_spec first[] = {res("residual", 3), dense(6, true), tu_spec("tanh"), res("residual_end", 0), dense(2, true)};
+  CHECK_GRADS("a residual block first", first, 5, in, &o);
+  /* the block adds its input: with f's weights zero the block is the identity */
+  dd_model *m = NULL;
+  dd_model_spec ms = {.input = in, .nlayers = 5, .layers = first, .loss = DD_LOSS_MSE};
+  CHECK_OK(dd_model_build(&ms, 2, 0, &m));
+  dd_model_init_params(m, 3);
+  for (int64_t i = 0; i < m->layers[1].param[0].size; i++)
+    m->layers[1].param[0].data[i] = 0.0f;
+  for (int i = 0; i < 12; i++)
+    m->acts[0][i] = (float)i - 5.5f;
+  dd_pass p = {.B = 2};
+  CHECK_OK(dd_model_forward(m, &p));
+  for (int i = 0; i < 12; i++) /* tanh(bias 0) = 0 */
+    CHECK(m->acts[4][i] == m->acts[0][i]);
+  dd_model_free(m);
+  /* a block that changes the shape is refused, naming the block */
+  dd_layer_spec bad[] = {res("residual", 2), dense(5, true), res("residual_end", 0)};
+  dd_model_spec mb = {.input = in, .nlayers = 3, .layers = bad, .loss = DD_LOSS_MSE};
+  m = NULL;
+  dd_error_clear();
+  CHECK(dd_model_build(&mb, 2, 0, &m) == DD_ECONFIG && m == NULL);
+  CHECK(strstr(dd_error_message(), "residual block of layers 1-1 turns its input 6 into 5") != NULL);
+}
+
 static void activation_values(void) {
   float x[4] = {-2.0f, -0.0f, 0.5f, 80.0f}, y[4];
   dd_relu_forward(y, x, 4);
@@ -175,6 +218,7 @@ int main(void) {
   RUN(dense_gradients);
   RUN(activation_gradients);
   RUN(mlp_stack_gradients);
+  RUN(residual_gradients);
   RUN(activation_values);
   RUN(cross_entropy_gradient);
   RUN(mse_gradient);
