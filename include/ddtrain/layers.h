@@ -47,6 +47,7 @@ enum {
   DD_INIT_ONE,
   DD_INIT_UNIFORM_FANIN, /* uniform, limit = 1 / sqrt(fan_in) (PyTorch RNN) */
   DD_INIT_NORMAL,        /* normal, std = 1 (PyTorch nn.Embedding) */
+  DD_INIT_GPT2,          /* normal, std = 0.02 (GPT-2's weights and embeddings) */
 };
 
 /* Configuration of one layer as written by the user. Fields a layer kind
@@ -65,6 +66,9 @@ typedef struct dd_layer_spec {
   double eps, momentum;
   int64_t hidden, vocab, dim;
   bool sequences;              /* recurrent: output every step (true) or the last one */
+  int64_t heads;               /* attention: number of heads (divides D) */
+  bool causal;                 /* attention: step t attends to steps <= t only (default true) */
+  int64_t context;             /* positional: positions in the table (default: the input's T) */
   int64_t shape[DD_SHAPE_MAX]; /* reshape target */
   int shape_ndim;
   int pair; /* residual / residual_end: the flat index of the block's other end */
@@ -98,6 +102,10 @@ typedef struct dd_param {
   int64_t fan_in, fan_out;
   float *data; /* view into the parameter (or buffer) arena */
   float *grad; /* view into the gradient arena; NULL for buffers */
+  /* A weight that multiplies the layer's input (dense, conv2d, recurrent and
+   * attention weights; not biases, norms or embedding tables): what
+   * optim.decay: weights limits weight decay to. Set by the layer's setup. */
+  bool weight_matrix;
 } dd_param;
 
 /* What one pass (forward + backward of a batch) needs to know. */
@@ -194,6 +202,13 @@ void dd_tanh_forward(float *y, const float *x, int64_t n);
 void dd_tanh_backward(float *dx, const float *y, const float *dy, int64_t n);
 void dd_sigmoid_forward(float *y, const float *x, int64_t n);
 void dd_sigmoid_backward(float *dx, const float *y, const float *dy, int64_t n);
+
+/* GELU, tanh approximation (GPT-2; torch.nn.functional.gelu(x,
+ * approximate='tanh')): y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715
+ * x^3), computed as x sigmoid(2u), the same function without the
+ * cancellation in 1 + tanh(u) for negative x. Backward takes the input x. */
+void dd_gelu_forward(float *y, const float *x, int64_t n);
+void dd_gelu_backward(float *dx, const float *x, const float *dy, int64_t n);
 
 /* ---- sequence layers (embedding, layernorm, rnn/lstm/gru) -------------
  * Sequence activations are [B, T, D] row-major, like PyTorch's batch_first.

@@ -175,6 +175,7 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
        dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
        dd__h5_attr_str(f, "optimizer", o ? dd_optim_name(o->spec.kind) : "none") < 0 ||
        dd__h5_attr_i64(f, "optimizer_steps", o ? o->t : 0) < 0 ||
+       dd__h5_attr_str(f, "optimizer_decay", dd_optim_decay_name(o ? o->spec.decay : DD_DECAY_ALL)) < 0 ||
        dd__h5_attr_str(f, "config", config_text ? config_text : "") < 0 ||
        dd__h5_attr_str(f, "sampler", st->sampler[0] ? st->sampler : "global") < 0 ||
        dd__h5_attr_i64(f, "sampler_chunk", st->sampler_chunk) < 0 ||
@@ -544,6 +545,15 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
           DD_ECKPT,
           "checkpoint '%s' was written with optimizer '%s' but the config uses '%s'; resume with the same optim.name",
           path, oname, dd_optim_name(o->spec.kind));
+    /* parameter groups; a file from before optim.decay decayed every parameter */
+    char dname[32] = "all";
+    if (rc == DD_OK && dd__h5_read_attr_str(f, "optimizer_decay", dname, sizeof dname) != 0)
+      snprintf(dname, sizeof dname, "all");
+    if (rc == DD_OK && strcmp(dname, dd_optim_decay_name(o->spec.decay)) != 0)
+      rc = dd_error(DD_ECKPT,
+                    "checkpoint '%s' was trained with optim.decay %s but the config says %s; resume with "
+                    "optim.decay=%s (the run would change which parameters decay halfway)",
+                    path, dname, dd_optim_decay_name(o->spec.decay), dname);
     for (int s = 0; s < o->nstate && rc == DD_OK; s++) {
       char group[128];
       snprintf(group, sizeof group, "/optim/%s", o->state_name[s]);

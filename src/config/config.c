@@ -13,7 +13,7 @@
 enum { F_I64, F_F64, F_BOOL, F_STR, F_LOSS, F_OPTIM, F_SHAPE, F_LAYERS, F_PATHS, F_SHUFFLE, F_OVERLAP, F_WIRE };
 /* optimizer and schedule keys (optim.h, schedule.h): F_AUTO is a number or
  * "auto" (NaN: the optimizer's default) */
-enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES };
+enum { F_AUTO = 100, F_BETAS, F_SCHED, F_UNIT, F_MILESTONES, F_DECAY };
 
 typedef struct field {
   const char *key;
@@ -90,6 +90,9 @@ static const field optim_fields[] = {
      "weight decay (L2 added to the gradient unless decoupled); auto: 0.01 adamw, else 0"},
     {"decoupled_weight_decay", F_BOOL, OPT(decoupled_weight_decay), 0, 0, 0, "false",
      "decay as p <- p (1 - lr weight_decay) before the update (AdamW style; always on for adamw)"},
+    {"decay", F_DECAY, OPT(decay), 0, 0, 0, "all",
+     "which parameters weight_decay applies to: all, or weights (weight matrices of dense, conv2d, recurrent and "
+     "attention layers; not biases, norms or embeddings, as GPT recipes do)"},
     {"clip_norm", F_F64, OPT(clip_norm), 0, 0, 1e12, "0",
      "clip the global L2 norm of the averaged gradient to this, after the allreduce (0 = off)"},
     {"ref_batch_size", F_I64, OPT(ref_batch_size), 0, 0, 1e12, "0",
@@ -263,7 +266,7 @@ static int parse_bool(const char *s, bool *v) {
 }
 
 static const char *const loss_names[] = {"cross_entropy", "mse"};
-static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform", "normal"};
+static const char *const init_names[] = {"auto", "he", "xavier", "zero", "one", "uniform", "normal", "gpt2"};
 
 /* Parse a shape: a YAML list of positive ints, or "1x28x28". */
 static int parse_shape(const dd_cnode *n, dd_shape *s, char *err, int errlen) {
@@ -385,9 +388,9 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
       if (strcmp(v->value, init_names[i]) == 0)
         found = i;
     if (found < 0)
-      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform, normal");
-    static const int map[] = {DD_INIT_AUTO,          DD_INIT_HE,    DD_INIT_XAVIER, DD_INIT_ZERO, DD_INIT_ONE,
-                              DD_INIT_UNIFORM_FANIN, DD_INIT_NORMAL};
+      return bad_value(v, label, "one of auto, he, xavier, zero, one, uniform, normal, gpt2");
+    static const int map[] = {DD_INIT_AUTO,          DD_INIT_HE,     DD_INIT_XAVIER, DD_INIT_ZERO, DD_INIT_ONE,
+                              DD_INIT_UNIFORM_FANIN, DD_INIT_NORMAL, DD_INIT_GPT2};
     s->init = map[found];
     break;
   }
@@ -590,6 +593,13 @@ static int set_optim_field(dd_config *c, const field *f, const dd_cnode *v, cons
                sug);
       return bad_value(v, label, what);
     }
+    *(int *)dst = k;
+    return DD_OK;
+  }
+  case F_DECAY: {
+    int k = v->type == DD_CN_SCALAR ? dd_optim_decay_find(v->value) : -1;
+    if (k < 0)
+      return bad_value(v, label, "all or weights");
     *(int *)dst = k;
     return DD_OK;
   }

@@ -185,8 +185,10 @@ static int conv_setup(dd_layer *l) {
   l->out.d[2] = g.Wo;
   int64_t wd[4] = {c.O, g.C, g.kh, g.kw};
   l->flops = 2.0 * (double)c.O * (double)c.KK * (double)g.Ho * (double)g.Wo;
-  if (!dd_layer_declare(l, false, "weight", 4, wd, l->spec.init, c.KK, c.O * g.kh * g.kw))
+  dd_param *w = dd_layer_declare(l, false, "weight", 4, wd, l->spec.init, c.KK, c.O * g.kh * g.kw);
+  if (!w)
     return dd__layer_error(l, "too many tensors");
+  w->weight_matrix = true;
   if (l->spec.bias) {
     int64_t bd[1] = {c.O};
     if (!dd_layer_declare(l, false, "bias", 1, bd, DD_INIT_ZERO, c.KK, c.O * g.kh * g.kw))

@@ -52,8 +52,10 @@ static int dense_setup(dd_layer *l) {
   }
   int64_t wd[2] = {K, D};
   l->flops = 2.0 * (double)K * (double)D * (double)rows;
-  if (!dd_layer_declare(l, false, "weight", 2, wd, l->spec.init, D, K))
+  dd_param *w = dd_layer_declare(l, false, "weight", 2, wd, l->spec.init, D, K);
+  if (!w)
     return dd__layer_error(l, "too many tensors");
+  w->weight_matrix = true;
   if (l->spec.bias) {
     int64_t bd[1] = {K};
     if (!dd_layer_declare(l, false, "bias", 1, bd, DD_INIT_ZERO, D, K))

@@ -14,6 +14,8 @@ extern const dd_layer_kind dd__layer_conv2d, dd__layer_maxpool2d, dd__layer_avgp
 extern const dd_layer_kind dd__layer_embedding, dd__layer_rnn, dd__layer_lstm, dd__layer_gru, dd__layer_layernorm;
 /* graph */
 extern const dd_layer_kind dd__layer_residual, dd__layer_residual_end;
+/* transformer layers */
+extern const dd_layer_kind dd__layer_gelu, dd__layer_positional, dd__layer_attention;
 
 const dd_layer_kind *const dd_layer_kinds[] = {
     &dd__layer_dense,
@@ -37,6 +39,10 @@ const dd_layer_kind *const dd_layer_kinds[] = {
     /* graph */
     &dd__layer_residual,
     &dd__layer_residual_end,
+    /* transformer layers */
+    &dd__layer_gelu,
+    &dd__layer_positional,
+    &dd__layer_attention,
     NULL,
 };
 
@@ -50,7 +56,8 @@ const dd_layer_key dd_layer_keys[] = {
     KEY("eps", DD_KEY_FLOAT, eps, 1e-12, 1),      KEY("momentum", DD_KEY_FLOAT, momentum, 0, 1),
     KEY("hidden", DD_KEY_INT, hidden, 1, 1e9),    KEY("vocab", DD_KEY_INT, vocab, 1, 1e9),
     KEY("dim", DD_KEY_INT, dim, 1, 1e9),          KEY("sequences", DD_KEY_BOOL, sequences, 0, 1),
-    KEY("shape", DD_KEY_SHAPE, shape, 1, 1e9),
+    KEY("shape", DD_KEY_SHAPE, shape, 1, 1e9),    KEY("heads", DD_KEY_INT, heads, 1, 1e6),
+    KEY("causal", DD_KEY_BOOL, causal, 0, 1),     KEY("context", DD_KEY_INT, context, 1, 1e9),
 };
 #undef KEY
 const int dd_layer_nkeys = (int)(sizeof dd_layer_keys / sizeof dd_layer_keys[0]);
@@ -71,6 +78,7 @@ void dd_layer_spec_defaults(dd_layer_spec *s, const char *type) {
   s->p = 0.5;
   s->eps = 1e-5;
   s->momentum = 0.1;
+  s->causal = true;
 }
 
 const dd_layer_kind *dd_layer_kind_find(const char *name) {

@@ -118,6 +118,7 @@ static int rec_setup(dd_layer *l) {
       !dd_layer_declare(l, false, "bias_ih", 1, b, DD_INIT_UNIFORM_FANIN, H, GH) ||
       !dd_layer_declare(l, false, "bias_hh", 1, b, DD_INIT_UNIFORM_FANIN, H, GH))
     return dd__layer_error(l, "too many tensors");
+  l->param[0].weight_matrix = l->param[1].weight_matrix = true;
   int64_t sz[8];
   region_sizes(cell, T, D, H, sz);
   l->ws_per_sample = 0;

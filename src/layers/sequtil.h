@@ -3,6 +3,8 @@
 #define DDTRAIN_LAYERS_SEQUTIL_H
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "ddtrain/layers.h"
 
@@ -42,6 +44,33 @@ static inline float dd__tanh(float x) {
 /* sigmoid(x) = (1 + tanh(x / 2)) / 2: absolute error <= 2e-7. */
 static inline float dd__sigmoid(float x) {
   return 0.5f + 0.5f * dd__tanh(0.5f * x);
+}
+
+/* exp(x) as 2^n exp(r), n = round(x / ln 2), |r| <= ln(2) / 2, with
+ * Cephes' expf polynomial for exp(r) (relative error below 2 ulp, tested):
+ * selects and integer bit operations only, so loops over it vectorise
+ * (softmax, GELU). Saturates at exp(88) = 1.65e38 above, gives 0 below
+ * x = -87 (no subnormals); NaN propagates. */
+static inline float dd__exp(float x) {
+  const float hi = 88.0f, lo = -87.0f, shifter = 0x1.8p23f; /* 1.5 * 2^23: rounds to an integer */
+  float xc = x > hi ? hi : x;
+  xc = xc < lo ? lo : xc;
+  const float j = xc * 1.44269504088896341f + shifter; /* n in the low mantissa bits */
+  const float n = j - shifter;
+  const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f; /* ln 2 in two parts */
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float e = p * r * r + r + 1.0f;
+  uint32_t jb;
+  memcpy(&jb, &j, sizeof jb);
+  const uint32_t sb = (jb - 0x4b400000u + 127u) << 23; /* the bits of 2^n */
+  float s;
+  memcpy(&s, &sb, sizeof s);
+  return x < lo ? 0.0f : e * s;
 }
 
 #endif

@@ -262,6 +262,10 @@ static void init_tensor(dd_param *p, dd_rng *r) {
     for (int64_t i = 0; i < p->size; i++)
       p->data[i] = (float)dd_rng_normal(r);
     break;
+  case DD_INIT_GPT2:
+    for (int64_t i = 0; i < p->size; i++)
+      p->data[i] = (float)(0.02 * dd_rng_normal(r));
+    break;
   case DD_INIT_UNIFORM_FANIN: {
     double lim = 1.0 / sqrt((double)(p->fan_in > 0 ? p->fan_in : 1));
     for (int64_t i = 0; i < p->size; i++)

@@ -78,6 +78,19 @@ int dd_optim_find(const char *name) {
   return -1;
 }
 
+static const char *const decay_names[DD_DECAY_NKINDS] = {"all", "weights"};
+
+const char *dd_optim_decay_name(int decay) {
+  return decay >= 0 && decay < DD_DECAY_NKINDS ? decay_names[decay] : "?";
+}
+
+int dd_optim_decay_find(const char *name) {
+  for (int i = 0; i < DD_DECAY_NKINDS; i++)
+    if (strcmp(decay_names[i], name) == 0)
+      return i;
+  return -1;
+}
+
 char *dd_optim_names(char *buf, int n) {
   int used = 0;
   buf[0] = '\0';
@@ -101,10 +114,11 @@ static void kind_keys(int kind, char *buf, int n) {
 static int not_for_kind(int kind, const char *key) {
   char keys[256];
   kind_keys(kind, keys, sizeof keys);
-  return dd_error(DD_ECONFIG,
-                  "optim.%s does not apply to optim.name %s; remove it (or set it to auto). %s takes %s, clip_norm, "
-                  "ref_batch_size",
-                  key, names[kind], names[kind], keys);
+  return dd_error(
+      DD_ECONFIG,
+      "optim.%s does not apply to optim.name %s; remove it (or set it to auto). %s takes %s, decay, clip_norm, "
+      "ref_batch_size",
+      key, names[kind], names[kind], keys);
 }
 
 static bool in(double x, double lo, double hi) {
@@ -155,6 +169,8 @@ int dd_optim_resolve(dd_optim_spec *s) {
     return dd_error(DD_ECONFIG, "optim.weight_decay = %g: must be a finite number >= 0", s->weight_decay);
   if (!(s->clip_norm >= 0.0) || !isfinite(s->clip_norm))
     return dd_error(DD_ECONFIG, "optim.clip_norm = %g: must be a finite number > 0 (or 0 = no clipping)", s->clip_norm);
+  if (s->decay < 0 || s->decay >= DD_DECAY_NKINDS)
+    return dd_error(DD_ECONFIG, "optim.decay: unknown value #%d; use all or weights", s->decay);
   if (s->ref_batch_size < 0)
     return dd_error(DD_ECONFIG, "optim.ref_batch_size = %lld: must be > 0 (or 0 = no linear scaling)",
                     (long long)s->ref_batch_size);
@@ -235,13 +251,44 @@ void dd_optim_free(dd_optim *o) {
     return;
   for (int i = 0; i < o->nstate; i++)
     dd_free(o->state[i]);
+  dd_free(o->no_decay);
   dd_free(o);
 }
 
-static float *state(const dd_optim *o, const char *name) {
+int dd_optim_no_decay(dd_optim *o, int64_t offset, int64_t size) {
+  if (offset < 0 || size < 0 || offset > o->n || size > o->n - offset)
+    return dd_error(DD_EINVAL, "parameter group [%lld, +%lld) outside the %lld parameters", (long long)offset,
+                    (long long)size, (long long)o->n);
+  if (size == 0)
+    return DD_OK;
+  dd_optim_range *r = dd_alloc((size_t)o->nno_decay + 1, sizeof *r);
+  if (!r)
+    return DD_ENOMEM;
+  /* insert in order, merging what overlaps or touches: a handful of ranges
+   * per layer, built once */
+  int n = 0, i = 0;
+  int64_t lo = offset, hi = offset + size;
+  for (; i < o->nno_decay && o->no_decay[i].offset + o->no_decay[i].size < lo; i++)
+    r[n++] = o->no_decay[i];
+  for (; i < o->nno_decay && o->no_decay[i].offset <= hi; i++) {
+    const int64_t a = o->no_decay[i].offset, b = a + o->no_decay[i].size;
+    lo = a < lo ? a : lo;
+    hi = b > hi ? b : hi;
+  }
+  r[n++] = (dd_optim_range){lo, hi - lo};
+  for (; i < o->nno_decay; i++)
+    r[n++] = o->no_decay[i];
+  dd_free(o->no_decay);
+  o->no_decay = r;
+  o->nno_decay = n;
+  return DD_OK;
+}
+
+/* State arena `name` from entry off on, or NULL if the rule keeps none. */
+static float *state(const dd_optim *o, const char *name, int64_t off) {
   for (int i = 0; i < o->nstate; i++)
     if (strcmp(o->state_name[i], name) == 0)
-      return o->state[i];
+      return o->state[i] + off;
   return NULL;
 }
 
@@ -257,6 +304,11 @@ typedef struct wd {
   float decay, l2;
 } wd;
 
+/* One rule over the run [off, off + n) of the arena: p and g point at its
+ * start, the state arenas are offset by off. */
+typedef int (*rule_fn)(dd_optim *o, int64_t off, int64_t n, float *restrict p, const float *restrict g, float scale,
+                       double lr, wd w);
+
 /* 1 if x is NaN or infinite: integer bits, so the loops still vectorise (an
  * OR reduction needs no reassociation of floats) */
 static inline uint32_t nonfinite(float x) {
@@ -271,10 +323,9 @@ static wd weight_decay(const dd_optim_spec *s, double lr) {
   return (wd){1.0f, (float)s->weight_decay};
 }
 
-static int sgd_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
+static int sgd_step(dd_optim *o, int64_t off, int64_t n, float *restrict p, const float *restrict g, float scale,
+                    double lr_d, wd w) {
   uint32_t bad = 0;
-  const int64_t n = o->n;
-  const wd w = weight_decay(&o->spec, lr_d);
   const float lr = (float)lr_d;
   const float mu = (float)o->spec.momentum;
   const float damp = 1.0f - (float)o->spec.dampening;
@@ -287,7 +338,7 @@ static int sgd_step(dd_optim *o, float *restrict p, const float *restrict g, flo
     }
     return bad != 0;
   }
-  float *restrict buf = state(o, "momentum_buffer");
+  float *restrict buf = state(o, "momentum_buffer", off);
   if (o->t == 0) { /* PyTorch: buf = clone(d_p) on first use */
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
@@ -321,10 +372,9 @@ static int sgd_step(dd_optim *o, float *restrict p, const float *restrict g, flo
 }
 
 /* Adam and AdamW (AdamW = decoupled weight decay, resolved into the spec). */
-static int adam_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr) {
+static int adam_step(dd_optim *o, int64_t off, int64_t n, float *restrict p, const float *restrict g, float scale,
+                     double lr, wd w) {
   uint32_t bad = 0;
-  const int64_t n = o->n;
-  const wd w = weight_decay(&o->spec, lr);
   const double t = (double)(o->t + 1);
   const double b1 = o->spec.betas[0], b2 = o->spec.betas[1];
   const float beta1 = (float)b1, beta2 = (float)b2, c1 = (float)(1.0 - b1), c2 = (float)(1.0 - b2);
@@ -332,10 +382,10 @@ static int adam_step(dd_optim *o, float *restrict p, const float *restrict g, fl
   const float step_size = (float)(lr / (1.0 - pow(b1, t)));
   const float bc2_sqrt = (float)sqrt(1.0 - pow(b2, t));
   const float eps = (float)o->spec.eps;
-  float *restrict m = state(o, "exp_avg");
-  float *restrict v = state(o, "exp_avg_sq");
+  float *restrict m = state(o, "exp_avg", off);
+  float *restrict v = state(o, "exp_avg_sq", off);
   if (o->spec.amsgrad) {
-    float *restrict vmax = state(o, "max_exp_avg_sq");
+    float *restrict vmax = state(o, "max_exp_avg_sq", off);
     for (int64_t i = 0; i < n; i++) {
       float pi = w.decay * p[i];
       float d = g[i] * scale + w.l2 * pi;
@@ -369,15 +419,14 @@ static inline float pos(float x) {
   return x > 0.0f ? x : 0.0f;
 }
 
-static int rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr_d) {
+static int rmsprop_step(dd_optim *o, int64_t off, int64_t n, float *restrict p, const float *restrict g, float scale,
+                        double lr_d, wd w) {
   uint32_t bad = 0;
-  const int64_t n = o->n;
-  const wd w = weight_decay(&o->spec, lr_d);
   const float lr = (float)lr_d, eps = (float)o->spec.eps;
   const float alpha = (float)o->spec.alpha, c = (float)(1.0 - o->spec.alpha), mu = (float)o->spec.momentum;
-  float *restrict sq = state(o, "square_avg");
-  float *restrict buf = state(o, "momentum_buffer");
-  float *restrict ga = state(o, "grad_avg");
+  float *restrict sq = state(o, "square_avg", off);
+  float *restrict buf = state(o, "momentum_buffer", off);
+  float *restrict ga = state(o, "grad_avg", off);
   /* centered: sqrt(E[g^2] - E[g]^2), clamped at 0 against rounding (where
    * PyTorch would produce a NaN) */
   if (ga && buf) {
@@ -428,14 +477,13 @@ static int rmsprop_step(dd_optim *o, float *restrict p, const float *restrict g,
   return bad != 0;
 }
 
-static int adagrad_step(dd_optim *o, float *restrict p, const float *restrict g, float scale, double lr) {
+static int adagrad_step(dd_optim *o, int64_t off, int64_t n, float *restrict p, const float *restrict g, float scale,
+                        double lr, wd w) {
   uint32_t bad = 0;
-  const int64_t n = o->n;
-  const wd w = weight_decay(&o->spec, lr);
   /* PyTorch: clr = lr / (1 + (step - 1) * lr_decay), step counted from 1 */
   const float clr = (float)(lr / (1.0 + (double)o->t * o->spec.lr_decay));
   const float eps = (float)o->spec.eps;
-  float *restrict sum = state(o, "sum");
+  float *restrict sum = state(o, "sum", off);
   for (int64_t i = 0; i < n; i++) {
     float pi = w.decay * p[i];
     float d = g[i] * scale + w.l2 * pi;
@@ -448,22 +496,39 @@ static int adagrad_step(dd_optim *o, float *restrict p, const float *restrict g,
 }
 
 int dd_optim_step(dd_optim *o, float *params, const float *grads, float grad_scale, double lr) {
-  int bad;
+  rule_fn rule;
   switch (o->spec.kind) {
   case DD_OPTIM_SGD:
   default:
-    bad = sgd_step(o, params, grads, grad_scale, lr);
+    rule = sgd_step;
     break;
   case DD_OPTIM_ADAM:
   case DD_OPTIM_ADAMW:
-    bad = adam_step(o, params, grads, grad_scale, lr);
+    rule = adam_step;
     break;
   case DD_OPTIM_RMSPROP:
-    bad = rmsprop_step(o, params, grads, grad_scale, lr);
+    rule = rmsprop_step;
     break;
   case DD_OPTIM_ADAGRAD:
-    bad = adagrad_step(o, params, grads, grad_scale, lr);
+    rule = adagrad_step;
     break;
+  }
+  /* the groups in arena order: decaying runs between the no-decay ones.
+   * Without groups this is one call over the whole arena, as before. A
+   * no-decay run takes weight_decay 0: decay factor 1.0f and no L2 term,
+   * exactly the arithmetic of a run with weight_decay 0. */
+  const wd on = weight_decay(&o->spec, lr), off = {1.0f, 0.0f};
+  int bad = 0;
+  int64_t at = 0;
+  for (int i = 0; i <= o->nno_decay; i++) {
+    const int64_t end = i < o->nno_decay ? o->no_decay[i].offset : o->n;
+    if (end > at)
+      bad |= rule(o, at, end - at, params + at, grads + at, grad_scale, lr, on);
+    if (i < o->nno_decay) {
+      const dd_optim_range *r = &o->no_decay[i];
+      bad |= rule(o, r->offset, r->size, params + r->offset, grads + r->offset, grad_scale, lr, off);
+      at = r->offset + r->size;
+    }
   }
   o->t++;
   return bad;

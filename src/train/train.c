@@ -367,6 +367,12 @@ static int setup(run *r) {
     rc = dd__check_labels(r->c, r->m, r->val_src, "data.val");
   if (rc == DD_OK)
     rc = dd_optim_create(&cfg->optim, r->m->nparams, &r->opt);
+  /* parameter groups: under optim.decay: weights, what is not a weight matrix does not decay */
+  for (int i = 0; rc == DD_OK && cfg->optim.decay == DD_DECAY_WEIGHTS && i < r->m->ntensors; i++) {
+    const dd_tensor_ref *t = &r->m->tensors[i];
+    if (!t->is_buffer && !t->param->weight_matrix)
+      rc = dd_optim_no_decay(r->opt, t->param->offset, t->param->size);
+  }
   if (rc == DD_OK)
     rc = dd_schedule_init(&cfg->schedule, dd_optim_scaled_lr(&cfg->optim, B), cfg->epochs, r->steps_per_epoch,
                           &r->sched);
@@ -578,7 +584,8 @@ static void print_optim(run *r) {
   if (o->lr_decay > 0)
     fprintf(r->out, " lr_decay %g", o->lr_decay);
   if (o->weight_decay > 0)
-    fprintf(r->out, " weight_decay %g%s", o->weight_decay, o->decoupled_weight_decay ? " (decoupled)" : "");
+    fprintf(r->out, " weight_decay %g%s%s", o->weight_decay, o->decoupled_weight_decay ? " (decoupled)" : "",
+            o->decay == DD_DECAY_WEIGHTS ? " on weight matrices" : "");
   if (o->clip_norm > 0)
     fprintf(r->out, " clip_norm %g", o->clip_norm);
   fprintf(r->out, "; schedule: %s\n", dd_schedule_describe(&r->sched, sched, sizeof sched));

@@ -134,4 +134,50 @@ ea, eb, ec = ep("hold-a"), ep("hold-b"), ep("hold-c")
 for k in ("train_loss", "train_acc", "val_loss", "val_acc", "samples", "samples_digest"):
     assert ea[k] == eb[k] == ec[k], (k, ea[k], eb[k], ec[k])
 PY
+# parameter groups (optim.decay: weights): one AdamW step with weight decay 0, with decay on the weight
+# matrices only, and on everything: the matrices take the decay (bit for bit the same step as with
+# decay on everything), biases, norms and embeddings do not (bit for bit the step without decay)
+ddt in data synth --out seq.h5 --seq-len 10 --samples 200 --vocab 30 --per-step --classes 2 --seed 3 || exit 1
+cat >decay.yaml <<'YAML'
+model:
+  layers: [{type: embedding, vocab: 30, dim: 8}, positional, layernorm, {type: attention, heads: 2},
+           {type: dense, units: 16}, gelu, {type: dense, units: 2}]
+data: {train: seq.h5, lengths: /lengths}
+optim: {name: adamw, lr: 0.05, weight_decay: 0.5}
+train: {batch_size: 20, epochs: 1, max_steps: 1}
+checkpoint: {dir: dk-all, keep: 0}
+YAML
+expect_ok "one step, decay all" in train decay.yaml
+expect_ok "one step, decay weights" in train decay.yaml optim.decay=weights checkpoint.dir=dk-w
+expect_ok "one step, no decay" in train decay.yaml optim.weight_decay=0 checkpoint.dir=dk-0
+$PY - <<'PY' || fail "optim.decay weights: matrices decay, biases, norms and embeddings do not"
+import glob, h5py
+f = {d: h5py.File(glob.glob(d + "/ckpt-*.h5")[0]) for d in ("dk-all", "dk-w", "dk-0")}
+assert f["dk-w"].attrs["optimizer_decay"] == b"weights" and f["dk-all"].attrs["optimizer_decay"] == b"all"
+matrices = {("dense", "weight"), ("attention", "qkv_weight"), ("attention", "proj_weight")}
+seen = set()
+for layer in f["dk-w"]["params"]:
+    kind = f["dk-w"]["params"][layer].attrs["type"].decode()
+    for t in f["dk-w"]["params"][layer]:
+        v = {d: f[d]["params"][layer][t][()] for d in f}
+        if (kind, t) in matrices:
+            assert v["dk-w"].tobytes() == v["dk-all"].tobytes() and (v["dk-w"] != v["dk-0"]).any(), (layer, t)
+        else:
+            assert v["dk-w"].tobytes() == v["dk-0"].tobytes(), (layer, t)
+        seen.add((kind, t))
+assert {("embedding", "weight"), ("positional", "weight"), ("layernorm", "weight"), ("attention", "qkv_bias")} <= seen
+# the decay reached the non-matrices under decay all (their initial values are not all zero)
+assert (f["dk-all"]["params/layer1/weight"][()] != f["dk-0"]["params/layer1/weight"][()]).any()
+PY
+echo "ok   optim.decay weights decays exactly the weight matrices"
+expect_error "resume with another optim.decay" in 1 "was trained with optim.decay weights but the config says all; resume with optim.decay=weights" train decay.yaml train.max_steps=2 checkpoint.dir=dk-w --resume auto
+expect_ok "resume with the same optim.decay" in train decay.yaml train.max_steps=2 optim.decay=weights checkpoint.dir=dk-w --resume auto
+# a checkpoint from before optim.decay (no optimizer_decay attribute) decayed everything: it resumes as decay all
+cp "$(ls dk-all/ckpt-*.h5)" nodecay.h5
+$PY -c "
+import h5py, sys
+with h5py.File(sys.argv[1], 'r+') as f:
+    del f.attrs['optimizer_decay']" nodecay.h5 || fail "removing optimizer_decay"
+expect_ok "a checkpoint without optimizer_decay resumes with decay all" in train decay.yaml train.max_steps=2 checkpoint.dir=dk-old --resume nodecay.h5
+expect_error "... and not with decay weights" in 1 "was trained with optim.decay all but the config says weights" train decay.yaml train.max_steps=2 optim.decay=weights checkpoint.dir=dk-old2 --resume nodecay.h5
 finish

@@ -146,6 +146,24 @@ static const eq_case cases[] = {
      0,
      1e-5,
      NULL},
+    /* transformer layers on variable-length data: positions, causal attention
+     * with attention dropout (counter-based masks), GELU MLP; decoupled decay
+     * on the weight matrices only. SGD, not Adam: the key block of qkv_bias
+     * has a true gradient of 0 (it adds a constant to each row of scores),
+     * and Adam would turn its rounding noise, which differs with the rank
+     * count, into steps of lr * noise / eps (1e-4 apart after 8 steps, while
+     * every other entry agrees to 6e-8) */
+    {"attention-per-step-lengths",
+     "model: {layers: [{type: embedding, vocab: 20, dim: 8}, positional, layernorm, {type: attention, heads: 2, "
+     "p: 0.2}, layernorm, {type: dense, units: 16}, gelu, {type: dense, units: 3}]}\n"
+     "data: {lengths: /lengths}\n"
+     "optim: {name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.1, decoupled_weight_decay: true, decay: "
+     "weights}\n"
+     "train: {batch_size: 11, epochs: 2, seed: 7}\n",
+     {.samples = 50, .seq_len = 7, .vocab = 20, .classes = 3, .min_len = 2, .per_step = true, .seed = 3},
+     0,
+     1e-5,
+     NULL},
 };
 
 static void run_case(const eq_case *k) {

@@ -101,6 +101,21 @@ static const rs_case cases[] = {
      "checkpoint: {every_steps: 2, keep: 2}\n",
      {.samples = 83, .seq_len = 8, .vocab = 24, .classes = 3, .min_len = 2, .per_step = true, .seed = 10},
      11},
+    /* transformer layers with attention dropout; AdamW with decay on the
+     * weight matrices only (the checkpoint records optim.decay). No biases:
+     * the key bias's gradient is rounding noise that Adam amplifies
+     * differently at another rank count (test_equivalence.c) */
+    {"attention-adamw-decay-weights",
+     "model: {layers: [{type: embedding, vocab: 24, dim: 8}, positional, {type: attention, heads: 2, p: 0.1, "
+     "bias: false}, "
+     "gelu, {type: dense, units: 3}]}\n"
+     "data: {val_fraction: 0.1, lengths: /lengths}\n"
+     "optim: {name: adamw, lr: 0.01, weight_decay: 0.1, decay: weights, clip_norm: 1.0}\n"
+     "schedule: {name: cosine, unit: steps, warmup_steps: 4}\n"
+     "train: {batch_size: 10, epochs: 3, seed: 28}\n"
+     "checkpoint: {every_steps: 2, keep: 2}\n",
+     {.samples = 83, .seq_len = 8, .vocab = 24, .classes = 3, .min_len = 2, .per_step = true, .seed = 11},
+     11},
 };
 
 static void set(char *buf, size_t n, const char *key, const char *dir, const char *sub) {

@@ -110,6 +110,43 @@ def run_optim(make):
     return base, out
 
 
+# Parameter groups (optim.decay: weights): entries [1, 3) and [5, 6) of the arena
+# are not weight matrices and take weight_decay 0, as torch.optim param groups
+# [{params: decaying}, {params: the others, weight_decay: 0}].
+NO_DECAY = [(1, 2), (5, 1)]
+GROUP_CASES = [
+    ("adamw_groups", "{name: adamw, lr: 0.01, weight_decay: 0.3, decay: weights}",
+     lambda d, n: O.AdamW([{"params": d}, {"params": n, "weight_decay": 0.0}], lr=0.01, weight_decay=0.3)),
+    ("sgd_l2_groups", "{name: sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.05, decay: weights}",
+     lambda d, n: O.SGD([{"params": d}, {"params": n, "weight_decay": 0.0}], lr=0.1, momentum=0.9,
+                        weight_decay=0.05)),
+]
+
+
+def run_groups(make):
+    """The arena split into the runs NO_DECAY defines, one parameter each."""
+    cuts, pos = [], 0
+    for off, size in NO_DECAY:
+        if off > pos:
+            cuts.append((pos, off, True))
+        cuts.append((off, off + size, False))
+        pos = off + size
+    if pos < REF_N:
+        cuts.append((pos, REF_N, True))
+    ps = [torch.nn.Parameter(torch.tensor(P0[a:b], dtype=torch.float32)) for a, b, _ in cuts]
+    opt = make([p for p, c in zip(ps, cuts) if c[2]], [p for p, c in zip(ps, cuts) if not c[2]])
+    bases = [g["lr"] for g in opt.param_groups]
+    out = []
+    for t in range(REF_STEPS):
+        for g, base in zip(opt.param_groups, bases):
+            g["lr"] = base * REF_LR_FACTOR[t]
+        for p, (a, b, _) in zip(ps, cuts):
+            p.grad = G[t][a:b] * torch.tensor(REF_GRAD_SCALE, dtype=torch.float32)
+        opt.step()
+        out.append(torch.cat([p.detach() for p in ps]).tolist())
+    return bases[0], out
+
+
 SCHED_STEPS, SCHED_SPE, SCHED_EPOCHS = 200, 10, 20
 S = torch.optim.lr_scheduler
 # (name, YAML sections, global batch, base lr after the linear scaling rule,
@@ -225,6 +262,16 @@ def main():
     print("static const optim_ref optim_refs[] = {")
     for name, yaml, make in OPT_CASES:
         base, out = run_optim(make)
+        print('    {"%s",\n     "%s",\n     %.17g,\n     {' % (name, yaml, base))
+        for row in out:
+            print("      {%s}," % floats(row))
+        print("     }},")
+    print("};\n")
+    print("/* parameter groups: runs of the arena without weight decay (offset, size) */")
+    print("static const int64_t ref_no_decay[][2] = {%s};" % ", ".join("{%d, %d}" % r for r in NO_DECAY))
+    print("static const optim_ref group_refs[] = {")
+    for name, yaml, make in GROUP_CASES:
+        base, out = run_groups(make)
         print('    {"%s",\n     "%s",\n     %.17g,\n     {' % (name, yaml, base))
         for row in out:
             print("      {%s}," % floats(row))

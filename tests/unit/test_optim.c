@@ -140,6 +140,89 @@ static void matches_pytorch(void) {
   }
 }
 
+/* Parameter groups (optim.decay: weights): the runs of ref_no_decay take
+ * weight_decay 0, as torch.optim param groups do. */
+static void groups_match_pytorch(void) {
+  for (int k = 0; k < (int)(sizeof group_refs / sizeof group_refs[0]); k++) {
+    const optim_ref *r = &group_refs[k];
+    dd_config *c = NULL;
+    dd_optim *o = NULL;
+    CHECK_OK(parse_optim(r->yaml, &c));
+    if (c) {
+      CHECK_INT(c->optim.decay, DD_DECAY_WEIGHTS);
+      CHECK_OK(dd_optim_create(&c->optim, REF_N, &o));
+    }
+    if (!o) {
+      DD_FAIL_AT("%s: no optimizer", r->name);
+      dd_config_free(c);
+      continue;
+    }
+    for (int g = 0; g < (int)(sizeof ref_no_decay / sizeof ref_no_decay[0]); g++)
+      CHECK_OK(dd_optim_no_decay(o, ref_no_decay[g][0], ref_no_decay[g][1]));
+    float p[REF_N];
+    memcpy(p, ref_p0, sizeof p);
+    double worst = 0.0;
+    for (int t = 0; t < REF_STEPS; t++) {
+      dd_optim_step(o, p, ref_grads[t], ref_grad_scale, o->spec.lr * ref_lr_factor[t]);
+      for (int i = 0; i < REF_N; i++) {
+        double err = fabs((double)p[i] - (double)r->p[t][i]) / fmax(1.0, fabs((double)r->p[t][i]));
+        worst = worst_of(worst, err);
+        if (!(err <= 5e-7))
+          DD_FAIL_AT("%s: step %d, p[%d] = %.9g, PyTorch %.9g", r->name, t + 1, i, (double)p[i], (double)r->p[t][i]);
+      }
+    }
+    printf("  %-30s max rel err vs PyTorch %.2g\n", r->name, worst);
+    dd_optim_free(o);
+    dd_config_free(c);
+  }
+}
+
+/* By hand: AdamW with zero gradients moves nothing but the decay, so a
+ * decaying entry becomes p (1 - lr wd) and a no-decay one stays bit for bit;
+ * decay: all (the default, no groups) is the arithmetic of before. Ranges
+ * merge, and one outside the arena is refused. */
+static void groups_by_hand(void) {
+  dd_optim_spec s;
+  dd_optim_spec_defaults(&s);
+  s.kind = DD_OPTIM_ADAMW;
+  s.lr = 0.1;
+  s.weight_decay = 0.5;
+  enum { N = 40 };
+  dd_optim *o = NULL, *all = NULL;
+  CHECK_OK(dd_optim_create(&s, N, &o));
+  CHECK_OK(dd_optim_create(&s, N, &all));
+  if (!o || !all)
+    return;
+  CHECK_OK(dd_optim_no_decay(o, 10, 5));
+  CHECK_OK(dd_optim_no_decay(o, 30, 10));
+  CHECK_OK(dd_optim_no_decay(o, 15, 3)); /* touches [10, 15): merged */
+  CHECK_OK(dd_optim_no_decay(o, 12, 2)); /* inside: nothing new */
+  CHECK_INT(o->nno_decay, 2);
+  CHECK_INT(o->no_decay[0].offset, 10);
+  CHECK_INT(o->no_decay[0].size, 8);
+  CHECK_INT(o->no_decay[1].offset, 30);
+  CHECK_INT(o->no_decay[1].size, 10);
+  CHECK(dd_optim_no_decay(o, 35, 6) == DD_EINVAL);
+  dd_error_clear();
+  float p[N], q[N], p0[N], g[N] = {0};
+  for (int i = 0; i < N; i++)
+    p[i] = q[i] = p0[i] = (float)sin(0.3 * i + 0.1);
+  dd_optim_step(o, p, g, 1.0f, s.lr);
+  dd_optim_step(all, q, g, 1.0f, s.lr);
+  const float f = (float)(1.0 - 0.1 * 0.5);
+  for (int i = 0; i < N; i++) {
+    const bool decays = !((i >= 10 && i < 18) || i >= 30);
+    if (decays && p[i] != p0[i] * f)
+      DD_FAIL_AT("entry %d decays: %.9g, want %.9g", i, (double)p[i], (double)(p0[i] * f));
+    if (!decays && p[i] != p0[i])
+      DD_FAIL_AT("entry %d must not decay: %.9g, was %.9g", i, (double)p[i], (double)p0[i]);
+    if (q[i] != p0[i] * f)
+      DD_FAIL_AT("decay all, entry %d: %.9g, want %.9g", i, (double)q[i], (double)(p0[i] * f));
+  }
+  dd_optim_free(o);
+  dd_optim_free(all);
+}
+
 /* Same rule on a long arena (the vectorised body plus a scalar tail) and
  * element by element on one-float arenas: identical bits. */
 static void long_arena_matches_scalar(void) {
@@ -307,6 +390,8 @@ int main(void) {
   RUN(nesterov);
   RUN(adam_by_hand);
   RUN(matches_pytorch);
+  RUN(groups_match_pytorch);
+  RUN(groups_by_hand);
   RUN(long_arena_matches_scalar);
   RUN(validation_errors);
   RUN(resolve_is_idempotent);
