@@ -62,4 +62,12 @@ if run_config char-lstm "$cfg/char-lstm.yaml"; then
     n=$(timeout -k 5 60 "$DDTRAIN" generate "$ck" --prompt "This" --length 1000000000000 2>/dev/null | head -c 3000 | wc -c)
     [ "$n" = 3000 ] && echo "ok   generate --length 10^12 streams" || fail "generate --length 10^12: $n bytes"
 fi
+# gpt-char.yaml: the transformer (residual blocks, attention, GELU) on the same text in windows of 64
+expect_ok "data text --seq-len 64" in data text data/licenses.txt --out data/licenses64.h5 --seq-len 64 --stride 32
+expect_ok "data text --seq-len 64 --vocab" in data text data/val.txt --out data/gpl3-64.h5 --seq-len 64 --vocab data/licenses64.h5
+if run_config gpt-char "$cfg/gpt-char.yaml"; then
+    ck=$(ls runs/test-gpt-char/ckpt-*.h5 | tail -1)
+    expect_ok "gpt-char: generate with top-k" in generate "$ck" --prompt "This License" --length 40 --temperature 0.8 --top-k 20
+    [ "$(head -c 12 "$out")" = "This License" ] || fail "gpt-char: generate starts with the prompt"
+fi
 finish
