@@ -100,24 +100,6 @@ static void unpack16(dd_sync *s, const piece *p) {
     x[i] = from_bf16(in[i]);
 }
 
-/* ---- blocking, on whichever thread ---- */
-
-static int reduce_blocking(dd_sync *s, piece *p) {
-  int e;
-  if (s->dtype == DD_GRAD_F32)
-    return MPI_Allreduce(MPI_IN_PLACE, s->buf + p->lo, (int)p->n, MPI_FLOAT, MPI_SUM, s->comm);
-  const int k = (int)(p->n_pad / s->P);
-  pack16(s, p);
-  e = MPI_Alltoall(s->send16 + p->off16, k, MPI_UINT16_T, s->recv16 + p->off16, k, MPI_UINT16_T, s->comm);
-  if (e != MPI_SUCCESS)
-    return e;
-  sum16(s, p);
-  e = MPI_Allgather(s->send16 + p->off16, k, MPI_UINT16_T, s->recv16 + p->off16, k, MPI_UINT16_T, s->comm);
-  if (e == MPI_SUCCESS)
-    unpack16(s, p);
-  return e;
-}
-
 /* ---- polled ---- */
 
 static int poll_start(dd_sync *s, piece *p) {
@@ -339,15 +321,17 @@ int dd_sync_finish(dd_sync *s, double *ctl, int nctl, dd_sync_stats *st) {
   int rc = DD_OK;
   if (s->mode == DD_SYNC_OFF) {
     s->t_first = t0;
+    /* the same buckets and the same (non-blocking) collectives as the other
+     * modes, each waited for at once: the sums, and so a run's bits, do not
+     * depend on the mode, which auto picks by the job's layout */
+    dd__watch_enter(s->c, "allreduce (gradients)");
     for (int i = 0; i < s->npieces && rc == DD_OK; i++) {
-      dd__watch_enter(s->c, "allreduce (gradients)");
-      s->pc[i].t_beg = dd_now();
-      int e = reduce_blocking(s, &s->pc[i]);
-      s->pc[i].t_end = dd_now();
-      dd__watch_leave(s->c);
-      if (e != MPI_SUCCESS)
-        rc = dd__mpi_fail(e, "MPI_Allreduce (gradients)", __FILE__, __LINE__);
+      rc = poll_start(s, &s->pc[i]);
+      while (rc == DD_OK && s->pc[i].stage != 3)
+        rc = poll_advance(s, &s->pc[i], true);
+      s->pc[i].stage = 0;
     }
+    dd__watch_leave(s->c);
     s->t_last = dd_now();
   } else {
     rc = dd_sync_start(s, s->nbuckets - 1); /* whatever backward did not start (a rank that failed in it) */

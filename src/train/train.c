@@ -240,12 +240,12 @@ static void on_stall(void *ctx, const char *msg) {
 
 /* Buckets of the gradient arena, from its end (the last layer's gradients
  * are final first): whole layers, closed once they hold comm.bucket_mb;
- * one bucket with comm.overlap off. Collective. */
+ * the same in every mode. Collective. */
 static int make_sync(run *r) {
   const dd_model *m = r->m;
   const dd_config *cfg = r->cfg;
-  const bool one = cfg->overlap == DD_OVERLAP_OFF || (cfg->overlap == DD_OVERLAP_AUTO && dd_comm_nodes(r->c) == 1);
-  const int64_t cap = one ? INT64_MAX : (int64_t)(cfg->bucket_mb * 1048576.0 / 4.0);
+  /* the same buckets in every mode: a run's sums do not depend on it */
+  const int64_t cap = (int64_t)(cfg->bucket_mb * 1048576.0 / 4.0);
   int64_t *lo = dd_alloc((size_t)m->nlayers + 1, sizeof(int64_t)),
           *hi = dd_alloc((size_t)m->nlayers + 1, sizeof(int64_t));
   r->bucket_at = dd_alloc((size_t)m->nlayers + 1, sizeof(int));

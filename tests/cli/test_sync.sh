@@ -5,9 +5,10 @@
 # one node), optionally sent as bf16
 # (comm.grad_dtype). Checked at 2 and 4 real ranks on a model with batch norm (collectives inside
 # forward and backward, beside the buckets):
-#  - at 2 ranks every mode, bucket size and accumulation gives the same parameters bit for bit (a sum
-#    of two values does not depend on the algorithm); at 4 ranks each mode is bitwise reproducible and
-#    within 1e-5 of the others; bf16 trains close to float32, reproducibly, the same on every rank;
+#  - every mode gives the same parameters bit for bit, at 2 and at 4 ranks (the same buckets and the
+#    same collectives: only where they run differs), so auto's choice by the job's layout does not change
+#    a run's bits; at 2 ranks bucket sizes and accumulation too (a sum of two values does not depend on
+#    the algorithm); bf16 trains close to float32, reproducibly, the same on every rank;
 #  - the metrics log's epoch records say what was done (buckets, mode, bytes, phase timings);
 #  - the step protocol: a rank that fails before its forward pass, in the last micro-batch of an
 #    accumulated step, in evaluation, or with a NaN gradient, still takes part in every collective of
@@ -85,7 +86,7 @@ for np in 2 4; do
     for mode in off thread poll; do
         expect_ok "comm.overlap $mode at $np ranks" $np train s.yaml comm.overlap=$mode checkpoint.dir=$mode$np
     done
-    records off$np 1 off f32
+    records off$np 3 off f32
     records thread$np 3 thread f32
     records poll$np 3 poll f32
     expect_ok "comm.overlap thread at $np ranks again" $np train s.yaml comm.overlap=thread checkpoint.dir=again$np
@@ -93,13 +94,13 @@ for np in 2 4; do
 done
 same "overlap thread vs off, 2 ranks" thread2 off2 0
 same "overlap poll vs off, 2 ranks" poll2 off2 0
-same "overlap thread vs off, 4 ranks" thread4 off4 1e-5
-same "overlap poll vs off, 4 ranks" poll4 off4 1e-5
+same "overlap thread vs off, 4 ranks" thread4 off4 0
+same "overlap poll vs off, 4 ranks" poll4 off4 0
 same "4 ranks vs 2" thread4 thread2 1e-5
 expect_ok "one bucket (1 MiB) at 2 ranks" 2 train s.yaml comm.bucket_mb=1 comm.overlap=thread checkpoint.dir=big2
 records big2 1 thread f32
 expect_ok "comm.overlap auto (the default) on one node" 2 train s.yaml checkpoint.dir=auto2
-records auto2 1 off f32
+records auto2 3 off f32
 same "bucket size" big2 off2 0
 expect_ok "accumulation over 2 micro-batches, overlap thread" 2 train s.yaml train.accum_steps=2 comm.overlap=thread checkpoint.dir=acc2
 expect_ok "accumulation over 2 micro-batches, overlap off" 2 train s.yaml train.accum_steps=2 comm.overlap=off checkpoint.dir=acc2off
