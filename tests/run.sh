@@ -23,8 +23,15 @@ ctest --preset release -j"$jobs" "${label[@]}"
 # The unit and mpi tests again under every OpenBLAS kernel set (docs/blas-kernels.md): results must
 # hold whatever kernels a machine runs. A set this machine cannot run correctly (some machines set
 # OPENBLAS_CORETYPE because of one) fails the self-check first and is skipped, with the reason.
+# The set the release pass ran with (ddtrain's choice for this CPU, or the machine's OPENBLAS_CORETYPE)
+# is not run twice.
 if [ "${DD_SKIP_KERNELS:-0}" != 1 ]; then
+    ran=$(build/release/ddtrain --version | sed -n 's/^BLAS kernels: \([A-Za-z0-9]*\),.*/\1/p')
     for k in Prescott Haswell SkylakeX Cooperlake Zen; do
+        if [ "$k" = "$ran" ]; then
+            echo "== kernel set $k: the release pass above ran with it"
+            continue
+        fi
         if ! why=$(OPENBLAS_CORETYPE=$k build/release/ddtrain --blas-check 2>&1); then
             echo "== kernel set $k: skipped: $why"
             continue

@@ -10,6 +10,13 @@ MPIEXEC=${MPIEXEC:-mpiexec}
 PY=/usr/bin/python3
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 export OMPI_MCA_rmaps_base_oversubscribe=1
+# sanitized: true in the AddressSanitizer + UBSan build (DD_SANITIZED=1, set by CTest there). What that
+# build adds is memory and UB checking of code paths the release build already checks for results, at
+# 2-5x the time; so a script there runs each path once (one rank count, one of several equivalent
+# storage forms or modes) instead of its whole matrix, and the suite keeps its time.
+sanitized=false
+# shellcheck disable=SC2034 # used by the scripts that source this file
+[ "${DD_SANITIZED:-0}" = 1 ] && sanitized=true
 rm -rf "$DD_SCRATCH" && mkdir -p "$DD_SCRATCH" && cd "$DD_SCRATCH" || exit 1
 fails=0
 out=$DD_SCRATCH/out.txt

@@ -55,7 +55,7 @@ expect_error "metrics log on a full disk, 2 ranks" 2 1 "cannot write the metrics
 # a model larger than this rank's memory fails before allocating, with the numbers (here the limit is
 # ulimit -v; MemAvailable and the memory cgroup are read alike); not under ASan, whose shadow memory
 # needs the address space
-if ! ldd "$DDTRAIN" | grep libasan >/dev/null; then # (not -q: ldd killed by SIGPIPE fails the pipeline under pipefail)
+if ! $sanitized; then
     OPENBLAS_NUM_THREADS=1 timeout -s KILL 60 prlimit --as=$((1 << 30)) "$DDTRAIN" train base.yaml model.layers.0.units=5000000 \
         checkpoint.dir=ckmem >"$out" 2>"$err"
     rc=$?

@@ -118,7 +118,7 @@ OPENBLAS_CORETYPE=$want DD_BLAS_FAULT=$want expect_error "--blas-check fails a w
 # thread): under an address-space limit no BLAS call starts; --version says so
 # and training stops at once with the numbers (not under ASan: its shadow
 # memory needs the address space itself)
-if ! ldd "$DDTRAIN" | grep libasan >/dev/null; then # (not -q: ldd killed by SIGPIPE fails the pipeline under pipefail)
+if ! $sanitized; then
     lim=$((300 << 20))
     OPENBLAS_NUM_THREADS=2 timeout -s KILL 60 prlimit --as=$lim "$DDTRAIN" --version >"$out" 2>"$err"
     rc=$?
