@@ -71,13 +71,24 @@ typedef struct dd_layer_spec {
   int64_t context;             /* positional: positions in the table (default: the input's T) */
   int64_t shape[DD_SHAPE_MAX]; /* reshape target */
   int shape_ndim;
-  int pair; /* residual / residual_end: the flat index of the block's other end */
+  int pair;    /* residual / residual_end: the flat index of the block's other end */
+  int tie;     /* dense: DD_TIE_* (tie: embedding uses the embedding's table as its weight) */
+  int64_t mlp; /* transformer block: the MLP's hidden width as a multiple of D (default 4) */
+  /* Set by the config's transformer expansion, not from YAML: units = units_mult
+   * times the last dimension of layer units_from's input (the block's width). */
+  int64_t units_mult;
+  int units_from;
+  bool expanded; /* written as part of a transformer block */
 } dd_layer_spec;
+
+/* dense's tie: key */
+enum { DD_TIE_NONE = 0, DD_TIE_EMBEDDING = 1 };
 
 /* Keys a layer may carry in the config, with their type and field. The
  * config parser walks this table; each kind lists the subset it accepts. */
 /* DD_KEY_PAIR: an integer for both of two int64 fields, or a list [h, w]. */
-enum { DD_KEY_INT, DD_KEY_FLOAT, DD_KEY_BOOL, DD_KEY_INIT, DD_KEY_SHAPE, DD_KEY_PAIR };
+/* DD_KEY_TIE: none | embedding (dense's tie). */
+enum { DD_KEY_INT, DD_KEY_FLOAT, DD_KEY_BOOL, DD_KEY_INIT, DD_KEY_SHAPE, DD_KEY_PAIR, DD_KEY_TIE };
 typedef struct dd_layer_key {
   const char *name;
   int type;
@@ -167,7 +178,9 @@ struct dd_layer {
    * multiply-add), set by setup; elementwise work is not counted (0) */
   double flops;
   /* residual blocks (residual.c), wired by the model: the other end of the
-   * block, and for the end the block's input (the start's acts) */
+   * block, and for the end the block's input (the start's acts). A dense with
+   * tie: embedding: the embedding layer whose weight it uses (set before its
+   * setup; it owns no arena region for that matrix). */
   struct dd_layer *peer;
   const float *skip;
 };

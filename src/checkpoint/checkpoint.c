@@ -122,6 +122,49 @@ static int write_vocab(hid_t f, const int32_t *vocab, int64_t n, const char *pat
   return rc;
 }
 
+/* The model's tied weights, "layer13/weight=layer0/weight" joined by ';'
+ * ("" for none): the checkpoint's attribute "tied". */
+static void tied_desc(const dd_model *m, char *buf, size_t n) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (int i = 0; i < m->nlayers && used < n; i++)
+    if (m->layers[i].spec.tie == DD_TIE_EMBEDDING && m->layers[i].peer)
+      used += (size_t)snprintf(buf + used, n - used, "%slayer%d/weight=layer%d/weight", used ? ";" : "", i,
+                               m->layers[i].peer->index);
+}
+
+/* A checkpoint of a tied model into an untied config or the other way
+ * round: a message naming the first layer that differs. */
+static int check_ties(hid_t f, const char *path, const dd_model *m) {
+  char have[1024] = "", want[1024];
+  dd__h5_read_attr_str(f, "tied", have, sizeof have); /* absent before ties existed: none */
+  tied_desc(m, want, sizeof want);
+  if (strcmp(have, want) == 0)
+    return DD_OK;
+  for (int i = 0; i < m->nlayers; i++) {
+    char key[48];
+    snprintf(key, sizeof key, "layer%d/weight=", i);
+    const bool in_file = strstr(have, key) != NULL;
+    const bool in_cfg = m->layers[i].spec.tie == DD_TIE_EMBEDDING;
+    if (in_file && !in_cfg)
+      return dd_error(DD_ECKPT,
+                      "checkpoint '%s' has model.layers[%d] (%s) tied to the embedding (tied = \"%s\"), the config's "
+                      "layer has a weight of its own; add tie: embedding to model.layers[%d] or use the config the "
+                      "checkpoint was trained with",
+                      path, i, m->layers[i].kind->name, have, i);
+    if (in_cfg && !in_file)
+      return dd_error(DD_ECKPT,
+                      "the config ties model.layers[%d] (%s) to the embedding (tie: embedding), checkpoint '%s' has "
+                      "a weight of its own for it (/params/layer%d/weight); remove tie from model.layers[%d] or use "
+                      "the config the checkpoint was trained with",
+                      i, m->layers[i].kind->name, path, i, i);
+  }
+  return dd_error(DD_ECKPT,
+                  "checkpoint '%s' ties weights as \"%s\", the config's model as \"%s\"; use the config the "
+                  "checkpoint was trained with",
+                  path, have, want);
+}
+
 static int write_file(const char *tmp, const char *final, const dd_model *m, const dd_optim *o,
                       const dd_train_state *st, const char *config_text, const int32_t *vocab, int64_t nvocab) {
   /* the HDF5 1.10 file format: superblock v3 and object headers with checksums, so damaged metadata is
@@ -160,6 +203,8 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
       }
     }
   }
+  char tied[1024];
+  tied_desc(m, tied, sizeof tied);
   char stamp[64];
   time_t now = time(NULL);
   strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -172,7 +217,7 @@ static int write_file(const char *tmp, const char *final, const dd_model *m, con
        dd__h5_attr_str(f, "rng", "counter-based: shuffle = f(seed, epoch), dropout = f(seed, step, sample)") < 0 ||
        dd__h5_attr_i64(f, "nranks", st->nranks) < 0 || dd__h5_attr_i64(f, "batch_size", st->batch_size) < 0 ||
        dd__h5_attr_i64(f, "nlayers", m->nlayers) < 0 || write_shape(f, m->input) < 0 ||
-       dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 ||
+       dd__h5_attr_i64(f, "ntensors", m->ntensors) < 0 || dd__h5_attr_str(f, "tied", tied) < 0 ||
        dd__h5_attr_str(f, "optimizer", o ? dd_optim_name(o->spec.kind) : "none") < 0 ||
        dd__h5_attr_i64(f, "optimizer_steps", o ? o->t : 0) < 0 ||
        dd__h5_attr_str(f, "optimizer_decay", dd_optim_decay_name(o ? o->spec.decay : DD_DECAY_ALL)) < 0 ||
@@ -528,7 +573,9 @@ static int load_root(const char *path, dd_model *m, dd_optim *o, dd_train_state 
   int64_t nlayers = 0, ntensors = 0;
   dd__h5_read_attr_i64(f, "nlayers", &nlayers);
   dd__h5_read_attr_i64(f, "ntensors", &ntensors);
-  if (nlayers != m->nlayers || ntensors != m->ntensors)
+  if (nlayers == m->nlayers)
+    rc = check_ties(f, path, m);
+  if (rc == DD_OK && (nlayers != m->nlayers || ntensors != m->ntensors))
     rc = dd_error(DD_ECKPT,
                   "checkpoint '%s' holds a model with %lld layers (%lld tensors), the config's model has %d (%d); use "
                   "the config the checkpoint was trained with",

@@ -394,6 +394,16 @@ static int set_layer_key(dd_layer_spec *s, int ki, const dd_cnode *v, const char
     s->init = map[found];
     break;
   }
+  case DD_KEY_TIE: {
+    bool off;
+    if (strcmp(v->value, "embedding") == 0)
+      s->tie = DD_TIE_EMBEDDING;
+    else if (strcmp(v->value, "none") == 0 || (parse_bool(v->value, &off) == 0 && !off))
+      s->tie = DD_TIE_NONE;
+    else
+      return bad_value(v, label, "embedding (the weight is the embedding's table, as GPT-2's lm_head) or none");
+    break;
+  }
   case DD_KEY_SHAPE: {
     dd_shape sh;
     char err[128];
@@ -472,6 +482,16 @@ static const dd_cnode *residual_list(const dd_cnode *n) {
   return l ? l : n; /* n itself: no list, reported by flatten */
 }
 
+/* Is n a transformer block ({type: transformer, ...})? */
+static bool is_block(const dd_cnode *n) {
+  const dd_cnode *t = n->type == DD_CN_MAP ? dd__cn_get(n, "type") : n;
+  return t && t->type == DD_CN_SCALAR && strcmp(t->value, "transformer") == 0;
+}
+
+/* A transformer block's flat layers at most: two residual blocks, attention
+ * and MLP, with dropout after each. */
+#define BLOCK_LAYERS 12
+
 /* Layers in the flat list for the entries of seq (a residual block counts
  * its start, its layers and its end); -1 past the nesting limit. */
 static int count_layers(const dd_cnode *seq, int depth) {
@@ -483,9 +503,66 @@ static int count_layers(const dd_cnode *seq, int depth) {
     int k = inner && inner != seq->kids[i] && inner->type == DD_CN_SEQ ? count_layers(inner, depth + 1) : 0;
     if (k < 0)
       return -1;
-    n += inner ? 2 + k : 1;
+    n += inner ? 2 + k : is_block(seq->kids[i]) ? BLOCK_LAYERS : 1;
   }
   return n;
+}
+
+/* {type: transformer, heads, mlp, dropout, causal, bias} as the pre-LayerNorm
+ * block it stands for, at c->layers[*pos..]:
+ *   residual [layernorm, attention (heads, causal, bias, p = dropout), dropout]
+ *   residual [layernorm, dense (mlp * D), gelu, dense (D), dropout]
+ * (the dropouts only when dropout > 0: GPT-2's attn_pdrop and resid_pdrop).
+ * D is not known before the model is built: the two dense layers carry
+ * units_mult / units_from, which dd_model_build resolves. */
+static int expand_block(dd_config *c, const dd_cnode *n, const char *label, int *pos) {
+  dd_layer_spec b;
+  int rc = parse_layer(n, label, &b);
+  if (rc)
+    return rc;
+  if (b.heads <= 0) {
+    char w[600];
+    dd__cn_where(n, w, sizeof w);
+    return dd_error(DD_ECONFIG, "%s%s (transformer): needs 'heads', e.g. {type: transformer, heads: 4, mlp: 4}", w,
+                    label);
+  }
+  const bool drop = (b.set & ((uint64_t)1 << dd_layer_key_find("dropout"))) && b.p > 0;
+  const uint64_t p_bit = (uint64_t)1 << dd_layer_key_find("p");
+  dd_layer_spec *L = c->layers;
+  int k = *pos;
+#define ADD(t) (dd_layer_spec_defaults(&L[k], t), L[k].line = b.line, L[k].expanded = true, k++)
+  for (int half = 0; half < 2; half++) {
+    const int start = ADD("residual");
+    ADD("layernorm");
+    if (half == 0) {
+      const int a = ADD("attention");
+      L[a].heads = b.heads;
+      L[a].causal = b.causal;
+      L[a].bias = b.bias;
+      L[a].p = drop ? b.p : 0;
+      if (drop) /* attention dropout is on only where p is given (attention.c) */
+        L[a].set |= p_bit;
+    } else {
+      const int up = ADD("dense");
+      ADD("gelu");
+      const int down = ADD("dense");
+      L[up].units_mult = b.mlp;
+      L[down].units_mult = 1;
+      L[up].units_from = L[down].units_from = start;
+      L[up].bias = L[down].bias = b.bias;
+    }
+    if (drop) {
+      const int d = ADD("dropout");
+      L[d].p = b.p;
+      L[d].set |= p_bit;
+    }
+    const int end = ADD("residual_end");
+    L[start].pair = end;
+    L[end].pair = start;
+  }
+#undef ADD
+  *pos = k;
+  return DD_OK;
 }
 
 /* The entries of seq into c->layers from *pos on; `at` names seq in messages. */
@@ -502,6 +579,12 @@ static int flatten_layers(dd_config *c, const dd_cnode *seq, const char *at, int
                       "%s%s: residual_end is not written by hand; write a block as {type: residual, "
                       "layers: [...]}",
                       w, label);
+    }
+    if (is_block(n)) {
+      int rc = expand_block(c, n, label, pos);
+      if (rc)
+        return rc;
+      continue;
     }
     if (!inner) {
       int rc = parse_layer(n, label, &c->layers[(*pos)++]);
@@ -545,9 +628,10 @@ static int parse_layers(dd_config *c, const dd_cnode *n) {
   c->layers = dd_alloc((size_t)total, sizeof *c->layers);
   if (!c->layers)
     return DD_ENOMEM;
-  c->nlayers = total;
   int pos = 0;
-  return flatten_layers(c, n, "model.layers", &pos);
+  int rc = flatten_layers(c, n, "model.layers", &pos);
+  c->nlayers = pos; /* a transformer block without dropout takes fewer than counted */
+  return rc;
 }
 
 /* ---- optimizer and schedule fields -------------------------------------- */

@@ -15,7 +15,7 @@ extern const dd_layer_kind dd__layer_embedding, dd__layer_rnn, dd__layer_lstm, d
 /* graph */
 extern const dd_layer_kind dd__layer_residual, dd__layer_residual_end;
 /* transformer layers */
-extern const dd_layer_kind dd__layer_gelu, dd__layer_positional, dd__layer_attention;
+extern const dd_layer_kind dd__layer_gelu, dd__layer_positional, dd__layer_attention, dd__layer_transformer;
 
 const dd_layer_kind *const dd_layer_kinds[] = {
     &dd__layer_dense,
@@ -43,21 +43,34 @@ const dd_layer_kind *const dd_layer_kinds[] = {
     &dd__layer_gelu,
     &dd__layer_positional,
     &dd__layer_attention,
+    &dd__layer_transformer,
     NULL,
 };
 
 #define KEY(n, t, f, lo, hi)                                                                                           \
   { n, t, offsetof(dd_layer_spec, f), lo, hi }
 const dd_layer_key dd_layer_keys[] = {
-    KEY("units", DD_KEY_INT, units, 1, 1e9),      KEY("init", DD_KEY_INIT, init, 0, 0),
-    KEY("bias", DD_KEY_BOOL, bias, 0, 1),         KEY("filters", DD_KEY_INT, filters, 1, 1e9),
-    KEY("kernel", DD_KEY_PAIR, kernel, 1, 1e6),   KEY("stride", DD_KEY_PAIR, stride, 1, 1e6),
-    KEY("padding", DD_KEY_PAIR, padding, 0, 1e6), KEY("p", DD_KEY_FLOAT, p, 0, 0.999999),
-    KEY("eps", DD_KEY_FLOAT, eps, 1e-12, 1),      KEY("momentum", DD_KEY_FLOAT, momentum, 0, 1),
-    KEY("hidden", DD_KEY_INT, hidden, 1, 1e9),    KEY("vocab", DD_KEY_INT, vocab, 1, 1e9),
-    KEY("dim", DD_KEY_INT, dim, 1, 1e9),          KEY("sequences", DD_KEY_BOOL, sequences, 0, 1),
-    KEY("shape", DD_KEY_SHAPE, shape, 1, 1e9),    KEY("heads", DD_KEY_INT, heads, 1, 1e6),
-    KEY("causal", DD_KEY_BOOL, causal, 0, 1),     KEY("context", DD_KEY_INT, context, 1, 1e9),
+    KEY("units", DD_KEY_INT, units, 1, 1e9),
+    KEY("init", DD_KEY_INIT, init, 0, 0),
+    KEY("bias", DD_KEY_BOOL, bias, 0, 1),
+    KEY("filters", DD_KEY_INT, filters, 1, 1e9),
+    KEY("kernel", DD_KEY_PAIR, kernel, 1, 1e6),
+    KEY("stride", DD_KEY_PAIR, stride, 1, 1e6),
+    KEY("padding", DD_KEY_PAIR, padding, 0, 1e6),
+    KEY("p", DD_KEY_FLOAT, p, 0, 0.999999),
+    KEY("eps", DD_KEY_FLOAT, eps, 1e-12, 1),
+    KEY("momentum", DD_KEY_FLOAT, momentum, 0, 1),
+    KEY("hidden", DD_KEY_INT, hidden, 1, 1e9),
+    KEY("vocab", DD_KEY_INT, vocab, 1, 1e9),
+    KEY("dim", DD_KEY_INT, dim, 1, 1e9),
+    KEY("sequences", DD_KEY_BOOL, sequences, 0, 1),
+    KEY("shape", DD_KEY_SHAPE, shape, 1, 1e9),
+    KEY("heads", DD_KEY_INT, heads, 1, 1e6),
+    KEY("causal", DD_KEY_BOOL, causal, 0, 1),
+    KEY("context", DD_KEY_INT, context, 1, 1e9),
+    KEY("tie", DD_KEY_TIE, tie, 0, 1),
+    KEY("mlp", DD_KEY_INT, mlp, 1, 1e6),
+    KEY("dropout", DD_KEY_FLOAT, p, 0, 0.999999),
 };
 #undef KEY
 const int dd_layer_nkeys = (int)(sizeof dd_layer_keys / sizeof dd_layer_keys[0]);
@@ -79,6 +92,8 @@ void dd_layer_spec_defaults(dd_layer_spec *s, const char *type) {
   s->eps = 1e-5;
   s->momentum = 0.1;
   s->causal = true;
+  s->mlp = 4;
+  s->units_from = -1;
 }
 
 const dd_layer_kind *dd_layer_kind_find(const char *name) {
@@ -140,6 +155,9 @@ int dd__layer_error(const dd_layer *l, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(detail, sizeof detail, fmt, ap);
   va_end(ap);
+  if (l->spec.line > 0 && l->spec.expanded) /* the user wrote {type: transformer} on that line */
+    return dd_error(DD_ECONFIG, "config line %d: model layer %d (%s, part of the transformer block there): %s",
+                    l->spec.line, l->index, l->kind ? l->kind->name : "?", detail);
   if (l->spec.line > 0)
     return dd_error(DD_ECONFIG, "config line %d: model.layers[%d] (%s): %s", l->spec.line, l->index,
                     l->kind ? l->kind->name : "?", detail);

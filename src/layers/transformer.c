@@ -125,3 +125,18 @@ const dd_layer_kind dd__layer_positional = {
     .forward = positional_forward,
     .backward = positional_backward,
 };
+
+/* {type: transformer, ...} never reaches a model: the config expands it into
+ * its two residual blocks (config.c, expand_block). Listed for --help and
+ * for the config's key checks. */
+static int block_setup(dd_layer *l) {
+  return dd__layer_error(l, "a transformer block is expanded by the config; build the model from a config");
+}
+
+const dd_layer_kind dd__layer_transformer = {
+    .name = "transformer",
+    .keys = "heads,mlp,dropout,causal,bias",
+    .doc = "pre-LayerNorm block: residual [layernorm, attention (heads)] and residual [layernorm, dense (mlp * D), "
+           "gelu, dense (D)], dropout (0) after each and on the attention",
+    .setup = block_setup,
+};

@@ -34,6 +34,16 @@ static int build_layers(dd_model *m, const dd_model_spec *spec) {
                              pair + 1, i - 1, dd_shape_str(m->layers[pair].in, in, sizeof in),
                              dd_shape_str(cur, out, sizeof out));
     }
+    if (l->spec.units_from >= 0 && l->spec.units_from < i) { /* a transformer block's MLP: units from D */
+      const dd_shape w = m->layers[l->spec.units_from].in;
+      l->spec.units = l->spec.units_mult * (w.ndim > 0 ? w.d[w.ndim - 1] : 0);
+    }
+    if (l->spec.tie == DD_TIE_EMBEDDING) { /* the nearest embedding before it */
+      l->peer = NULL;
+      for (int j = i - 1; j >= 0 && !l->peer; j--)
+        if (strcmp(m->layers[j].kind->name, "embedding") == 0)
+          l->peer = &m->layers[j];
+    }
     int rc = l->kind->setup(l);
     if (rc)
       return rc;
@@ -58,6 +68,12 @@ static int build_layers(dd_model *m, const dd_model_spec *spec) {
     }
     cur = l->out;
   }
+  /* A tied table is also the output layer's weight: it multiplies that
+   * layer's input, so optim.decay: weights decays it (as nanoGPT decays
+   * GPT-2's tied wte, a 2-D weight). */
+  for (int i = 0; i < m->nlayers; i++)
+    if (m->layers[i].spec.tie == DD_TIE_EMBEDDING)
+      m->layers[i].peer->param[0].weight_matrix = true;
   return DD_OK;
 }
 
@@ -377,8 +393,11 @@ void dd_model_summary(const dd_model *m, char *buf, int n) {
     int64_t np = 0;
     for (int j = 0; j < l->nparam; j++)
       np += l->param[j].size;
-    used += snprintf(buf + used, (size_t)(n - used), "  %2d %-10s -> %-12s %10lld params\n", i, l->kind->name,
-                     dd_shape_str(l->out, s, sizeof s), (long long)np);
+    char tie[48] = "";
+    if (l->spec.tie == DD_TIE_EMBEDDING && l->peer)
+      snprintf(tie, sizeof tie, " + weight of layer %d (tied)", l->peer->index);
+    used += snprintf(buf + used, (size_t)(n - used), "  %2d %-12s -> %-12s %10lld params%s\n", i, l->kind->name,
+                     dd_shape_str(l->out, s, sizeof s), (long long)np, tie);
   }
   if (used < n)
     snprintf(buf + used, (size_t)(n - used), "  total %lld parameters (%.2f MiB)\n", (long long)m->nparams,

@@ -164,6 +164,22 @@ static const eq_case cases[] = {
      0,
      1e-5,
      NULL},
+    /* a small GPT: two {type: transformer} blocks (residual sums, dropout
+     * in the attention and after each half) and the output tied to the
+     * token embedding (the table's gradient sums two uses before the
+     * allreduce); AdamW with decay on the weight matrices, the tied table
+     * among them. Without biases in the blocks, as in the case above */
+    {"gpt-tied",
+     "model: {layers: [{type: embedding, vocab: 20, dim: 8, init: gpt2}, positional, {type: transformer, heads: 2, "
+     "dropout: 0.1, bias: false}, {type: transformer, heads: 2, mlp: 2, bias: false}, layernorm, {type: dense, "
+     "tie: embedding}]}\n"
+     "data: {lengths: /lengths}\n"
+     "optim: {name: adamw, lr: 0.01, weight_decay: 0.1, decay: weights, clip_norm: 1.0}\n"
+     "train: {batch_size: 11, epochs: 2, seed: 8}\n",
+     {.samples = 50, .seq_len = 7, .vocab = 20, .classes = 6, .min_len = 2, .per_step = true, .seed = 4},
+     0,
+     1e-5,
+     NULL},
 };
 
 static void run_case(const eq_case *k) {

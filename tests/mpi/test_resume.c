@@ -116,6 +116,19 @@ static const rs_case cases[] = {
      "checkpoint: {every_steps: 2, keep: 2}\n",
      {.samples = 83, .seq_len = 8, .vocab = 24, .classes = 3, .min_len = 2, .per_step = true, .seed = 11},
      11},
+    /* a small GPT: {type: transformer} blocks with dropout and the output
+     * tied to the embedding (the checkpoint's tied attribute; the table's
+     * Adam moments are the embedding's) */
+    {"gpt-tied",
+     "model: {layers: [{type: embedding, vocab: 24, dim: 8, init: gpt2}, positional, {type: transformer, heads: 2, "
+     "dropout: 0.1, bias: false}, layernorm, {type: dense, tie: embedding}]}\n"
+     "data: {val_fraction: 0.1, lengths: /lengths}\n"
+     "optim: {name: adamw, lr: 0.01, weight_decay: 0.1, decay: weights, clip_norm: 1.0}\n"
+     "schedule: {name: cosine, unit: steps, warmup_steps: 4}\n"
+     "train: {batch_size: 10, epochs: 3, seed: 29}\n"
+     "checkpoint: {every_steps: 2, keep: 2}\n",
+     {.samples = 83, .seq_len = 8, .vocab = 24, .classes = 6, .min_len = 2, .per_step = true, .seed = 12},
+     11},
 };
 
 static void set(char *buf, size_t n, const char *key, const char *dir, const char *sub) {

@@ -275,6 +275,46 @@ static void residual_blocks_flatten(void) {
                "model.layers[0].layers[0] (dense)", "unknown key 'unit'");
 }
 
+/* {type: transformer, ...} expands into the pre-LayerNorm block's two
+ * residual blocks (dropouts only when dropout > 0); its keys and errors. */
+static void transformer_blocks_expand(void) {
+  dd_config *c = NULL;
+  CHECK_OK(dd_config_parse("model:\n  layers:\n    - {type: embedding, vocab: 9, dim: 8}\n"
+                           "    - {type: transformer, heads: 2, mlp: 3, bias: false}\n"
+                           "    - {type: transformer, heads: 4, dropout: 0.1, causal: false}\n"
+                           "    - {type: dense, tie: embedding}\ndata: {train: a.h5}\n",
+                           "run.yaml", 0, NULL, &c));
+  if (!c)
+    return;
+  const char *want[] = {"embedding", "residual",  "layernorm", "attention",    "residual_end", "residual",
+                        "layernorm", "dense",     "gelu",      "dense",        "residual_end", "residual",
+                        "layernorm", "attention", "dropout",   "residual_end", "residual",     "layernorm",
+                        "dense",     "gelu",      "dense",     "dropout",      "residual_end", "dense"};
+  const int n = (int)(sizeof want / sizeof want[0]);
+  CHECK_INT(c->nlayers, n);
+  for (int i = 0; i < n && i < c->nlayers; i++)
+    if (strcmp(c->layers[i].type, want[i]) != 0)
+      DD_FAIL_AT("layer %d is %s, want %s", i, c->layers[i].type, want[i]);
+  if (c->nlayers == n) {
+    const dd_layer_spec *L = c->layers;
+    CHECK(L[1].pair == 4 && L[4].pair == 1 && L[5].pair == 10 && L[10].pair == 5 && L[16].pair == 22);
+    CHECK(L[3].heads == 2 && L[3].causal && !L[3].bias && L[3].p == 0);
+    CHECK(L[13].heads == 4 && !L[13].causal && L[13].p == 0.1 && L[14].p == 0.1 && L[21].p == 0.1);
+    const uint64_t p_bit = (uint64_t)1 << dd_layer_key_find("p"); /* attention dropout only where p is set */
+    CHECK((L[13].set & p_bit) && !(L[3].set & p_bit));
+    CHECK(L[7].units_mult == 3 && L[7].units_from == 5 && L[9].units_mult == 1 && !L[7].bias && L[19].bias);
+    CHECK(L[7].expanded && L[7].line == 4 && L[13].line == 5 && !L[23].expanded);
+    CHECK_INT(L[23].tie, DD_TIE_EMBEDDING);
+  }
+  dd_config_free(c);
+  expect_error("model: {layers: [{type: transformer}]}\ndata: {train: a.h5}\n", 0, NULL,
+               "model.layers[0] (transformer): needs 'heads'", NULL);
+  expect_error("model: {layers: [{type: transformer, heads: 2, units: 3}]}\ndata: {train: a.h5}\n", 0, NULL,
+               "unknown key 'units'", "transformer takes heads, mlp, dropout");
+  expect_error("model: {layers: [{type: dense, units: 3, tie: wte}]}\ndata: {train: a.h5}\n", 0, NULL,
+               "model.layers[0].tie: expected embedding", "got 'wte'");
+}
+
 static void reference_lists_keys(void) {
   const char *ref = dd_config_reference();
   CHECK_CONTAINS(ref, "batch_size");
@@ -289,6 +329,7 @@ static void reference_lists_keys(void) {
 int main(void) {
   RUN(parses_good_config);
   RUN(residual_blocks_flatten);
+  RUN(transformer_blocks_expand);
   RUN(overrides_apply);
   RUN(errors_name_key_and_line);
   RUN(window_keys_take_pairs);

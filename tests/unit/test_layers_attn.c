@@ -1,5 +1,6 @@
-/* Transformer layers: attention, gelu, positional — finite-difference checks
- * (causal and full, lengths, dropout, no bias, stacks), PyTorch reference
+/* Transformer layers: attention, gelu, positional, the transformer block and
+ * the output tied to the embedding — finite-difference checks (causal and
+ * full, lengths, dropout, no bias, stacks, blocks, ties), PyTorch reference
  * values for layouts, masks and formulas, padding, the dropout mask's
  * independence of the rank split, setup errors, the vectorised exp. */
 #include <math.h>
@@ -9,6 +10,7 @@
 #include "../../src/layers/sequtil.h"
 #include "attn_ref.h"
 #include "check.h"
+#include "ddtrain/config.h"
 #include "ddtrain/model.h"
 #include "gradcheck.h"
 #include "specs.h"
@@ -139,6 +141,64 @@ static void transformer_stack(void) {
   CHECK_GRADS("embedding-positional-ln-attention-ln-dense-gelu-dense", s, 8, in, &o);
 }
 
+/* The layers of a config's model: list (YAML flow sequence). */
+static dd_config *parse_layers(const char *list) {
+  char text[1024];
+  snprintf(text, sizeof text, "model:\n  layers: %s\n", list);
+  dd_config *c = NULL;
+  if (dd_config_parse(text, "run.yaml", 0, NULL, &c) != 0)
+    DD_FAIL_AT("parse %s: %s", list, dd_error_message());
+  return c;
+}
+
+static dd_layer_spec tied_output(void) {
+  dd_layer_spec s = tu_spec("dense");
+  s.tie = DD_TIE_EMBEDDING;
+  return s;
+}
+
+/* The output tied to the embedding: the table's gradient is the sum of the
+ * embedding's scattered rows and the output's dy^T x (both accumulate into
+ * one view), with attention in between so every token's row gets both. */
+static void tied_gradients(void) {
+  dd_gc_opts o;
+  dd_gc_defaults(&o);
+  o.token_vocab = 9;
+  o.param_scale = 0.2;
+  int32_t len[3] = {5, 3, 2};
+  o.lengths = len;
+  dd_layer_spec e = tu_spec("embedding");
+  e.vocab = 9;
+  e.dim = 8;
+  dd_layer_spec s[] = {e, tu_spec("positional"), tu_spec("layernorm"), attention(2, true), tied_output()};
+  const dd_shape in = {1, {5}};
+  CHECK_GRADS("embedding-positional-ln-attention-dense tied", s, 5, in, &o);
+  dd_layer_spec nob[] = {e, tu_spec("layernorm"), tied_output()};
+  nob[2].bias = false;
+  CHECK_GRADS("embedding-ln-dense tied, no bias", nob, 3, in, &o);
+}
+
+/* {type: transformer} as the config expands it, checked as a whole: two
+ * blocks in a row (the second's residual sums feed the first's backward),
+ * without and with dropout (train mode: the masks are fixed per step). */
+static void block_gradients(void) {
+  const char *lists[] = {"[{type: transformer, heads: 2}, {type: transformer, heads: 2, mlp: 2}]",
+                         "[{type: transformer, heads: 2, dropout: 0.2}]"};
+  for (int k = 0; k < 2; k++) {
+    dd_config *c = parse_layers(lists[k]);
+    if (!c)
+      return;
+    dd_gc_opts o;
+    dd_gc_defaults(&o);
+    o.param_scale = 0.2;
+    o.train = k == 1;
+    int32_t len[3] = {5, 3, 2};
+    o.lengths = k == 1 ? len : NULL;
+    CHECK_GRADS(lists[k], c->layers, c->nlayers, ((dd_shape){2, {5, 8}}), &o);
+    dd_config_free(c);
+  }
+}
+
 /* ---- PyTorch reference ----------------------------------------------------
  * Tolerance. The reference is exact (float64 from the float32 inputs), so
  * the bound covers ddtrain's float32 rounding, u = 2^-24 = 6e-8 per
@@ -247,6 +307,85 @@ static void torch_positional(void) {
   CHECK_OK(l->kind->backward(l, &p, m->acts[0], m->acts[1], POS_w, dx));
   check_close("positional d weight", l->param[0].grad, POS_dweight, POS_C * ATT_D, 2e-7);
   check_close("positional d x", dx, POS_dx, ATT_B * ATT_T * ATT_D, 2e-7);
+  dd_model_free(m);
+}
+
+/* The block against GPT-2's (PyTorch modules, float64 from the same float32
+ * values). Tolerance: each half is the attention case's chain (bounded by
+ * TOL_Y / TOL_G above) behind a LayerNorm, whose output error is about D u
+ * relative to its input's spread (mean and variance are 8-term sums; x has
+ * spread >= 0.3, so a few 1e-7) and which carries the input's absolute
+ * error scaled by weight / sigma <= 1.15 / 0.3 = 4. The MLP adds two dense
+ * products of 8 and 32 terms with |w| <= 0.4 and |a| <= 3: (8 + 32) u x
+ * 0.4 x 3 x 32 = 1e-4 at the very worst in absolute error; the residual
+ * additions add u |y|. The bound allows 2e-4 on y (relative to
+ * max(1, |ref|)) and 4e-4 on the parameter gradients, which pass through
+ * the same chain backwards. Measured (Cooperlake kernels): at most 5.4e-7
+ * on y and 3.7e-6 on the gradients (the LayerNorm bias's, a 15-term sum),
+ * margins of 370x and 100x. A wrong wiring (the
+ * residual not added, LayerNorm on the wrong branch, GELU exact instead of
+ * tanh) moves y by 1e-3 or more. */
+static void torch_block(void) {
+  dd_config *c = parse_layers("[{type: transformer, heads: 2}]");
+  if (!c)
+    return;
+  CHECK_INT(c->nlayers, 10);
+  dd_model *m = build(c->layers, c->nlayers, (dd_shape){2, {ATT_T, ATT_D}}, ATT_B);
+  dd_config_free(c);
+  if (!m)
+    return;
+  const int np = (int)(sizeof BLK_PARAMS / sizeof BLK_PARAMS[0]);
+  for (int i = 0; i < np; i++)
+    set_param(&m->layers[BLK_PARAMS[i].layer], BLK_PARAMS[i].name, BLK_PARAMS[i].v, BLK_PARAMS[i].n);
+  memcpy(m->acts[0], ATT_x, sizeof ATT_x);
+  dd_pass p = {.B = ATT_B, .B_global = ATT_B};
+  CHECK_OK(dd_model_forward(m, &p));
+  check_close("block y", m->acts[m->nlayers], BLK_y, ATT_B * ATT_T * ATT_D, 2e-4);
+  dd_model_zero_grad(m);
+  memcpy(m->dbuf[0], ATT_w, sizeof ATT_w);
+  CHECK_OK(dd_model_backward(m, &p));
+  for (int i = 0; i < np; i++) {
+    char what[64];
+    snprintf(what, sizeof what, "block d layer%d/%s", BLK_PARAMS[i].layer, BLK_PARAMS[i].name);
+    check_close(what, grad_of(&m->layers[BLK_PARAMS[i].layer], BLK_PARAMS[i].name), BLK_PARAMS[i].g, BLK_PARAMS[i].n,
+                4e-4);
+  }
+  dd_model_free(m);
+}
+
+/* The tied output against GPT-2's wte / lm_head. Tolerance: the logits are
+ * 8-term dot products of LayerNorm outputs (|.| <= 3) and table entries
+ * (|.| <= 0.8): 8 u 8 x 3 x 0.8 = 1.2e-5 at worst, with the LayerNorm's
+ * own few ulp of its output carried through 8 x 0.8; the table's gradient
+ * sums 15 terms of the output's dy^T x and the scattered rows (at most 2
+ * uses of a token here) of the LayerNorm's backward. Allowed 3e-5 on
+ * logits and 6e-5 on gradients (relative to max(1, |ref|)), as the
+ * attention case; measured (Cooperlake kernels) 2.1e-7 and 1.1e-6. A tie that dropped either half of the table's
+ * gradient is off by O(1). */
+static void torch_tied(void) {
+  dd_layer_spec e = tu_spec("embedding");
+  e.vocab = TIE_V;
+  e.dim = ATT_D;
+  dd_layer_spec s[] = {e, tu_spec("layernorm"), tied_output()};
+  dd_model *m = build(s, 3, (dd_shape){1, {ATT_T}}, ATT_B);
+  if (!m)
+    return;
+  CHECK_INT(m->layers[2].nparam, 1); /* the bias: the weight is the embedding's */
+  set_param(&m->layers[0], "weight", TIE_wte, TIE_V * ATT_D);
+  set_param(&m->layers[1], "weight", TIE_ln_weight, ATT_D);
+  set_param(&m->layers[1], "bias", TIE_ln_bias, ATT_D);
+  set_param(&m->layers[2], "bias", TIE_bias, TIE_V);
+  memcpy(m->acts[0], TIE_ids, sizeof TIE_ids);
+  dd_pass p = {.B = ATT_B, .B_global = ATT_B};
+  CHECK_OK(dd_model_forward(m, &p));
+  check_close("tied logits", m->acts[3], TIE_y, ATT_B * ATT_T * TIE_V, 3e-5);
+  dd_model_zero_grad(m);
+  memcpy(m->dbuf[0], TIE_w, sizeof TIE_w);
+  CHECK_OK(dd_model_backward(m, &p));
+  check_close("tied d wte", grad_of(&m->layers[0], "weight"), TIE_dwte, TIE_V * ATT_D, 6e-5);
+  check_close("tied d ln weight", grad_of(&m->layers[1], "weight"), TIE_dln_weight, ATT_D, 6e-5);
+  check_close("tied d ln bias", grad_of(&m->layers[1], "bias"), TIE_dln_bias, ATT_D, 6e-5);
+  check_close("tied d bias", grad_of(&m->layers[2], "bias"), TIE_dbias, TIE_V, 6e-5);
   dd_model_free(m);
 }
 
@@ -366,16 +505,70 @@ static void setup_errors(void) {
   }
 }
 
+/* tie: embedding without a table to use, or one that does not fit; which
+ * tensors exist, and that the tied table counts as a weight matrix. */
+static void tie_errors(void) {
+  dd_model *m = NULL;
+  dd_layer_spec e = tu_spec("embedding");
+  e.vocab = 9;
+  e.dim = 8;
+  dd_layer_spec none[] = {tu_spec("layernorm"), tied_output()};
+  dd_model_spec spec = {.input = {2, {4, 8}}, .nlayers = 2, .layers = none};
+  CHECK(dd_model_build(&spec, 2, 0, &m) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "tie: embedding needs an embedding layer before it");
+  dd_error_clear();
+  dd_layer_spec units[] = {e, tied_output()};
+  units[1].units = 10;
+  spec = (dd_model_spec){.input = {1, {4}}, .nlayers = 2, .layers = units};
+  CHECK(dd_model_build(&spec, 2, 0, &m) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "units = 10 but the tied embedding (model.layers[0]) has vocab 9");
+  dd_error_clear();
+  dd_layer_spec dim[] = {e, tu_dense(6), tied_output()};
+  spec.layers = dim;
+  spec.nlayers = 3;
+  CHECK(dd_model_build(&spec, 2, 0, &m) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "the tied embedding (model.layers[0]) has dim 8");
+  dd_error_clear();
+  dd_layer_spec init[] = {e, tied_output()};
+  init[1].init = DD_INIT_XAVIER;
+  spec.layers = init;
+  spec.nlayers = 2;
+  CHECK(dd_model_build(&spec, 2, 0, &m) == DD_ECONFIG);
+  CHECK_CONTAINS(dd_error_message(), "init does not apply with tie: embedding");
+  dd_error_clear();
+  for (int tied = 0; tied < 2; tied++) {
+    dd_layer_spec s[] = {e, tied ? tied_output() : tu_dense(9)};
+    spec.layers = s;
+    CHECK_OK(dd_model_build(&spec, 2, 0, &m));
+    if (!m)
+      continue;
+    CHECK_INT(m->ntensors, tied ? 2 : 3);
+    CHECK(strcmp(m->tensors[0].name, "layer0/weight") == 0);
+    CHECK_INT(m->tensors[0].param->weight_matrix, tied); /* decayed under optim.decay: weights when tied */
+    CHECK(strcmp(m->tensors[m->ntensors - 1].name, "layer1/bias") == 0);
+    CHECK_INT(m->layers[1].spec.units, 9);
+    char sum[2048];
+    dd_model_summary(m, sum, sizeof sum);
+    CHECK_INT(strstr(sum, "+ weight of layer 0 (tied)") != NULL, tied);
+    dd_model_free(m);
+  }
+}
+
 int main(void) {
   RUN(fast_exp_accuracy);
   RUN(attention_gradients);
   RUN(gelu_positional_gradients);
   RUN(transformer_stack);
+  RUN(tied_gradients);
+  RUN(block_gradients);
   RUN(torch_attention);
   RUN(torch_gelu);
   RUN(torch_positional);
+  RUN(torch_block);
+  RUN(torch_tied);
   RUN(padding_is_inert);
   RUN(dropout_split_invariant);
   RUN(setup_errors);
+  RUN(tie_errors);
   return dd_test_failures ? 1 : 0;
 }
