@@ -116,7 +116,7 @@ assert 'exact value' in b['reason'], b" || fail "start record: rejected $want, r
 # every better set rejected: OpenBLAS's own choice, and training still works
 all=Cooperlake,SkylakeX,Haswell,Zen,Sandybridge,Bulldozer
 DD_BLAS_FAULT=$all expect_ok "every better set rejected" 2 train char.yaml checkpoint.dir=ck6
-grep -q "^BLAS kernels: $own, OpenBLAS's choice (this CPU supports .*; rejected by the self-check: $want[, ]" "$out" ||
+grep -q "^BLAS kernels: $own, OpenBLAS's choice (this CPU supports .*; rejected by the self-check: ${want}[, ]" "$out" ||
     fail "all rejected: back to $own, saying which were rejected"
 
 # --blas-check: the CI's gate for a kernel set
