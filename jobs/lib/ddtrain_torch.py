@@ -278,7 +278,7 @@ def mean_loss(model, path, batch=64):
     """(mean cross-entropy over every target >= 0 of the data file's x/y, targets counted), in eval mode"""
     with h5py.File(path, "r") as f:
         if "x" not in f or "y" not in f:
-            raise DdtrainTorchError(f"no x and y datasets (make it with ddtrain data text)")
+            raise DdtrainTorchError("no x and y datasets (make it with ddtrain data text)")
         x, y = f["x"][()], f["y"][()]
     if x.ndim != 2 or y.shape != x.shape:
         raise DdtrainTorchError(f"x {x.shape} and y {y.shape} are not int ids [N, T] of the same shape")
