@@ -24,6 +24,7 @@ and `c_proj` are nn.Linear (nanoGPT's layout, weight [out, in]), not transformer
 """
 import argparse
 import math
+import os
 import sys
 
 import h5py
@@ -164,9 +165,9 @@ def structure(config_text):
         if not isinstance(emb.get(key), int):
             raise DdtrainTorchError(f"model.layers[0] (embedding) has no integer {key}")
     V, D = emb["vocab"], emb["dim"]
-    context = pos.get("context")
-    if not isinstance(context, int):
-        raise DdtrainTorchError("model.layers[1] (positional) has no context (this loader needs it spelled out)")
+    context = pos.get("context")     # None: the input's T (load() takes it from the table's shape)
+    if context is not None and not isinstance(context, int):
+        raise DdtrainTorchError(f"model.layers[1] (positional) has context {context!r}, not an integer")
     out = dict(vocab=V, dim=D, context=context, blocks=[], ln_f_eps=float(ln.get("eps", 1e-5)))
     at = 2
     for i in range(nblocks):
@@ -217,15 +218,20 @@ def _copy(g, name, param, strict_names):
         param.copy_(torch.from_numpy(np.ascontiguousarray(a)).to(param.dtype))
 
 
+def _open(path):
+    if not os.path.isfile(path):
+        raise DdtrainTorchError("no such file" if not os.path.exists(path) else "is not a regular file")
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise DdtrainTorchError("is not an HDF5 file (or cannot be read)") from None
+
+
 def load(path, dtype=torch.float32):
     """(model, config): the checkpoint's GPT as a GPT module in eval mode (values converted to dtype), and
     its hyperparameters as structure() returns them, plus `config` (the stored config as a dict), `text`
     (its YAML) and `step` (optimizer steps taken)."""
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise DdtrainTorchError(f"cannot open it as HDF5 ({e.__class__.__name__}: {str(e).split(';')[0]})") from None
-    with f:
+    with _open(path) as f:
         if _text(f.attrs.get("format", "")) != "ddtrain-checkpoint":
             raise DdtrainTorchError('is not a ddtrain checkpoint (no format = "ddtrain-checkpoint" attribute)')
         if "config" not in f.attrs:
@@ -239,6 +245,8 @@ def load(path, dtype=torch.float32):
         want = [f"layer{cfg['head']}/weight=layer0/weight"] if cfg["tied"] else []
         if tied != want:
             raise DdtrainTorchError(f"has tied = {';'.join(tied)!r}, the config's GPT implies {';'.join(want)!r}")
+        if cfg["context"] is None:
+            cfg["context"] = int(_tensors(f, 1, "positional")["weight"].shape[0])
         model = GPT(cfg).to(dtype)
         t = model.transformer
         seen = {}
@@ -276,10 +284,14 @@ def load(path, dtype=torch.float32):
 
 def mean_loss(model, path, batch=64):
     """(mean cross-entropy over every target >= 0 of the data file's x/y, targets counted), in eval mode"""
-    with h5py.File(path, "r") as f:
+    with _open(path) as f:
         if "x" not in f or "y" not in f:
             raise DdtrainTorchError("no x and y datasets (make it with ddtrain data text)")
         x, y = f["x"][()], f["y"][()]
+        if "lengths" in f and not all(b.attn.causal for b in model.transformer.h):
+            # causal attention never looks past a valid step, so padding at the end changes no valid
+            # step's output; a non-causal block would need ddtrain's key padding mask
+            raise DdtrainTorchError("has /lengths and the model has non-causal attention: not supported")
     if x.ndim != 2 or y.shape != x.shape:
         raise DdtrainTorchError(f"x {x.shape} and y {y.shape} are not int ids [N, T] of the same shape")
     V = model.transformer.wte.num_embeddings
