@@ -30,6 +30,7 @@ TOL_PARAM = float(os.environ.get("DD_TRAJ_TOL_PARAM", "2e-5"))   # |p_ddtrain - 
 
 init, data, metrics, final = sys.argv[1:5]
 torch.set_default_dtype(torch.float64)
+torch.set_num_threads(1)           # the machine is shared; the float64 result does not need more
 model, _ = ddtrain_torch.load(init, torch.float64)    # the step-0 parameters (its config has lr 0)
 model.train()
 fin, cfg = ddtrain_torch.load(final, torch.float64)    # the run's parameters after the steps, its config

@@ -12,7 +12,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 lib=$DD_SRC/jobs/lib/ddtrain_torch.py
-export DD_SRC
+export DD_SRC OMP_NUM_THREADS=1   # PyTorch on one thread (DD_SRC: gpt_torch_traj.py finds jobs/lib)
 
 $PY - <<'PY'
 import random
