@@ -2,7 +2,7 @@
 # install-deps.sh - install what ddtrain needs from Debian 12 packages (idempotent, quiet when done).
 #
 #   bash jobs/install-deps.sh            build + run: compiler, CMake, Open MPI, parallel HDF5, OpenBLAS, libyaml
-#   bash jobs/install-deps.sh test       + what the test suite needs (h5py, h5diff, iproute2, Slurm, podman,
+#   bash jobs/install-deps.sh test       + what the test suite needs (h5py, PyTorch, h5diff, iproute2, Slurm, podman,
 #                                          jsonschema and headless Chromium for the report, ...)
 #   bash jobs/install-deps.sh bench      + PyTorch for the side-by-side benchmarks
 #   bash jobs/install-deps.sh fuzz       + clang and libFuzzer, for the coverage-guided fuzz build (preset fuzz)
@@ -12,7 +12,7 @@ set -euo pipefail
 
 build=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev libhdf5-openmpi-dev hdf5-tools
        libopenblas-dev libyaml-dev zlib1g-dev libxxhash-dev)
-test=(python3 python3-numpy python3-h5py python3-xxhash iproute2 procps util-linux
+test=(python3 python3-numpy python3-h5py python3-xxhash python3-torch python3-yaml iproute2 procps util-linux
       munge slurmctld slurmd slurm-client
       podman runc netavark aardvark-dns iptables debootstrap docker-compose openssh-client strace
       clang-format cppcheck shellcheck
