@@ -27,9 +27,11 @@ section() { echo "== $* ($((SECONDS - t0)) s)"; }
 # The release build runs everything; under AddressSanitizer (what it adds here is memory checking of
 # the same paths, at 2-3x the time) the matrix runs at 2 ranks and the kill loop 2 trials (one at 2
 # ranks, one at 4: a killed rank's memory is not checked, the resume's is), to keep the
-# suite's time (DD_FAULTS_NPS, DD_FAULTS_TRIALS override)
-nps=${DD_FAULTS_NPS:-2 4} trials=${DD_FAULTS_TRIALS:-20}
-$sanitized && nps=${DD_FAULTS_NPS:-2} trials=${DD_FAULTS_TRIALS:-2}
+# suite's time (DD_FAULTS_NPS, DD_FAULTS_TRIALS override; CTest runs the script in parts side by side,
+# cli.faults.np2 / .np4 / .kill: the matrix at one rank count without the kill loop, or the kill loop
+# alone, DD_FAULTS_NPS empty)
+nps=${DD_FAULTS_NPS-2 4} trials=${DD_FAULTS_TRIALS:-20}
+$sanitized && nps=${DD_FAULTS_NPS-2} trials=${DD_FAULTS_TRIALS:-2}
 timeout_s=5
 steps=48 # 2 epochs of 24 steps, a checkpoint every 4 steps
 at=10    # faults fire at step 10: the checkpoints of steps 4 and 8 exist
@@ -282,6 +284,7 @@ for np in $nps; do
     fault read@0:$at $np 1 "1|-" "1|-" "reading the samples of step $at on rank 0 failed" none
 done
 
+if [ "$trials" = 0 ]; then section "done (no kill loop: DD_FAULTS_TRIALS=0)"; finish; fi
 section "kill loop"
 seed=${DD_FAULTS_SEED:-1212}
 RANDOM=$seed
