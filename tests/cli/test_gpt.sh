@@ -11,13 +11,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 
-$PY - <<'PY'
-import random
-r = random.Random(7)
-words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
-lines = [" ".join(r.choice(words) for _ in range(r.randint(3, 8))) + "." for _ in range(500)]
-open("corpus.txt", "w").write("\n".join(lines) + "\n")
-PY
+$PY "$here/words.py" 7 500 >corpus.txt
 tail -c 2000 corpus.txt >val.txt
 expect_ok "data text" in data text corpus.txt --out text.h5 --seq-len 16 --stride 8
 expect_ok "data text --vocab" in data text val.txt --out val.h5 --seq-len 16 --vocab text.h5

@@ -14,13 +14,7 @@ source "$here/lib.sh"
 lib=$DD_SRC/jobs/lib/ddtrain_torch.py
 export DD_SRC OMP_NUM_THREADS=1   # PyTorch on one thread (DD_SRC: gpt_torch_traj.py finds jobs/lib)
 
-$PY - <<'PY'
-import random
-r = random.Random(11)
-words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "it"]
-lines = [" ".join(r.choice(words) for _ in range(r.randint(3, 8))) + "." for _ in range(60)]
-open("corpus.txt", "w").write("\n".join(lines) + "\n")
-PY
+$PY "$here/words.py" 11 60 >corpus.txt
 tail -c 600 corpus.txt >val.txt
 expect_ok "data text" in data text corpus.txt --out text.h5 --seq-len 16 --stride 16
 expect_ok "data text --vocab" in data text val.txt --out val.h5 --seq-len 16 --vocab text.h5

@@ -117,18 +117,22 @@ static void gelu_positional_gradients(void) {
   CHECK_GRADS("positional context 8 > T", p, 1, seq, &o);
 }
 
-/* A GPT-style stack (the block's pieces in a chain): token embedding,
- * positions, layernorm, attention, layernorm, MLP with GELU, head. */
-static void transformer_stack(void) {
+/* Checker options for a stack on token ids in [0, 9) with lengths len. */
+static dd_gc_opts token_opts(const int32_t *len) {
   dd_gc_opts o;
   dd_gc_defaults(&o);
   o.token_vocab = 9;
   o.param_scale = 0.2;
-  int32_t len[3] = {5, 3, 2};
   o.lengths = len;
-  dd_layer_spec e = tu_spec("embedding");
-  e.vocab = 9;
-  e.dim = 8;
+  return o;
+}
+
+/* A GPT-style stack (the block's pieces in a chain): token embedding,
+ * positions, layernorm, attention, layernorm, MLP with GELU, head. */
+static void transformer_stack(void) {
+  int32_t len[3] = {5, 3, 2};
+  dd_gc_opts o = token_opts(len);
+  const dd_layer_spec e = tu_embedding(9, 8);
   dd_layer_spec s[] = {e,
                        tu_spec("positional"),
                        tu_spec("layernorm"),
@@ -161,15 +165,9 @@ static dd_layer_spec tied_output(void) {
  * embedding's scattered rows and the output's dy^T x (both accumulate into
  * one view), with attention in between so every token's row gets both. */
 static void tied_gradients(void) {
-  dd_gc_opts o;
-  dd_gc_defaults(&o);
-  o.token_vocab = 9;
-  o.param_scale = 0.2;
   int32_t len[3] = {5, 3, 2};
-  o.lengths = len;
-  dd_layer_spec e = tu_spec("embedding");
-  e.vocab = 9;
-  e.dim = 8;
+  dd_gc_opts o = token_opts(len);
+  const dd_layer_spec e = tu_embedding(9, 8);
   dd_layer_spec s[] = {e, tu_spec("positional"), tu_spec("layernorm"), attention(2, true), tied_output()};
   const dd_shape in = {1, {5}};
   CHECK_GRADS("embedding-positional-ln-attention-dense tied", s, 5, in, &o);
@@ -363,10 +361,7 @@ static void torch_block(void) {
  * attention case; measured (Cooperlake kernels) 2.1e-7 and 1.1e-6. A tie that dropped either half of the table's
  * gradient is off by O(1). */
 static void torch_tied(void) {
-  dd_layer_spec e = tu_spec("embedding");
-  e.vocab = TIE_V;
-  e.dim = ATT_D;
-  dd_layer_spec s[] = {e, tu_spec("layernorm"), tied_output()};
+  dd_layer_spec s[] = {tu_embedding(TIE_V, ATT_D), tu_spec("layernorm"), tied_output()};
   dd_model *m = build(s, 3, (dd_shape){1, {ATT_T}}, ATT_B);
   if (!m)
     return;
@@ -509,9 +504,7 @@ static void setup_errors(void) {
  * tensors exist, and that the tied table counts as a weight matrix. */
 static void tie_errors(void) {
   dd_model *m = NULL;
-  dd_layer_spec e = tu_spec("embedding");
-  e.vocab = 9;
-  e.dim = 8;
+  const dd_layer_spec e = tu_embedding(9, 8);
   dd_layer_spec none[] = {tu_spec("layernorm"), tied_output()};
   dd_model_spec spec = {.input = {2, {4, 8}}, .nlayers = 2, .layers = none};
   CHECK(dd_model_build(&spec, 2, 0, &m) == DD_ECONFIG);

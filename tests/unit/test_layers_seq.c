@@ -20,13 +20,6 @@ static dd_layer_spec recurrent(const char *type, int hidden, bool sequences) {
   return s;
 }
 
-static dd_layer_spec embedding(int vocab, int dim) {
-  dd_layer_spec s = tu_spec("embedding");
-  s.vocab = vocab;
-  s.dim = dim;
-  return s;
-}
-
 static void fast_math_accuracy(void) {
   enum { N = 200001 };
   static float x[N], y[N], s[N];
@@ -57,7 +50,7 @@ static void embedding_gradients(void) {
   dd_shape in = {1, {5}};
   /* the embedding alone is linear in W: check its parameter gradient, then
    * with lengths (padding steps get none) */
-  dd_layer_spec s1[] = {embedding(7, 4)};
+  dd_layer_spec s1[] = {tu_embedding(7, 4)};
   CHECK_GRADS("embedding", s1, 1, in, &o);
   int32_t len[3] = {5, 2, 4};
   o.lengths = len;
@@ -117,10 +110,10 @@ static void sequence_stacks(void) {
   int32_t len[3] = {5, 3, 2};
   o.lengths = len;
   dd_shape in = {1, {5}};
-  dd_layer_spec lm[] = {embedding(9, 4), recurrent("lstm", 6, true), tu_dense(5)};
+  dd_layer_spec lm[] = {tu_embedding(9, 4), recurrent("lstm", 6, true), tu_dense(5)};
   CHECK_GRADS("embedding-lstm-dense per step", lm, 3, in, &o);
-  dd_layer_spec cls[] = {embedding(9, 4), recurrent("gru", 5, true), tu_spec("layernorm"), recurrent("rnn", 4, false),
-                         tu_dense(3)};
+  dd_layer_spec cls[] = {tu_embedding(9, 4), recurrent("gru", 5, true), tu_spec("layernorm"),
+                         recurrent("rnn", 4, false), tu_dense(3)};
   CHECK_GRADS("embedding-gru-layernorm-rnn-dense", cls, 5, in, &o);
   dd_gc_opts f;
   dd_gc_defaults(&f);
@@ -277,7 +270,7 @@ static void padding_is_inert(void) {
 /* Softmax cross-entropy over [T, K] outputs: one row per step, padded
  * steps (label -1) out of the loss, the count and the gradient. */
 static void per_step_cross_entropy(void) {
-  dd_layer_spec s[] = {embedding(6, 3), recurrent("lstm", 4, true), tu_dense(6)};
+  dd_layer_spec s[] = {tu_embedding(6, 3), recurrent("lstm", 4, true), tu_dense(6)};
   dd_model *m = build(s, 3, (dd_shape){1, {4}}, 2, DD_LOSS_CROSS_ENTROPY);
   if (!m)
     return;
@@ -315,18 +308,18 @@ static void setup_errors(void) {
   CHECK(dd_model_build(&spec, 2, 0, &m) == DD_ECONFIG);
   CHECK_CONTAINS(dd_error_message(), "needs 'hidden'");
   dd_error_clear();
-  dd_layer_spec e[] = {embedding(10, 4)};
+  dd_layer_spec e[] = {tu_embedding(10, 4)};
   dd_model_spec img = {.input = {3, {1, 4, 4}}, .nlayers = 1, .layers = e};
   CHECK(dd_model_build(&img, 2, 0, &m) == DD_ECONFIG);
   CHECK_CONTAINS(dd_error_message(), "needs token ids [T] per sample");
   dd_error_clear();
-  dd_layer_spec big[] = {embedding(1 << 25, 1)};
+  dd_layer_spec big[] = {tu_embedding(1 << 25, 1)};
   dd_model_spec t = {.input = {1, {4}}, .nlayers = 1, .layers = big};
   CHECK(dd_model_build(&t, 2, 0, &m) == DD_ECONFIG);
   CHECK_CONTAINS(dd_error_message(), "above 2^24");
   dd_error_clear();
   /* an id out of range at run time is an error, not a wild read */
-  dd_layer_spec ok[] = {embedding(4, 2)};
+  dd_layer_spec ok[] = {tu_embedding(4, 2)};
   dd_model_spec o = {.input = {1, {3}}, .nlayers = 1, .layers = ok};
   CHECK_OK(dd_model_build(&o, 1, 0, &m));
   if (m) {

@@ -16,4 +16,11 @@ static inline dd_layer_spec tu_dense(int units) {
   return s;
 }
 
+static inline dd_layer_spec tu_embedding(int vocab, int dim) {
+  dd_layer_spec s = tu_spec("embedding");
+  s.vocab = vocab;
+  s.dim = dim;
+  return s;
+}
+
 #endif
