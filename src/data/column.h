@@ -40,6 +40,12 @@ typedef struct dd__col {
   const unsigned char *map;
   void *map_base;
   size_t map_len, map_skip, touched;
+  /* contiguous with small rows (labels, lengths): a direct-mapped cache of
+   * blocks of brows rows, so a batch's labels do not cost a system call per
+   * row (NULL: none) */
+  unsigned char *blocks; /* [nblocks][brows * row bytes] */
+  int64_t *btag;         /* [nblocks] block number held, -1: none */
+  int64_t brows, nblocks;
   /* compact (small, in the object header): the whole dataset, read at open */
   unsigned char *mem;
   /* chunked */

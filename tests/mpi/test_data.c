@@ -148,6 +148,88 @@ static void converts_types(void) {
   dd_data_free(ds);
 }
 
+/* Rows of at most 64 bytes (labels, lengths, narrow features) are read through
+ * a direct-mapped cache of 1 KiB blocks, at most 8 MiB a column: rows across
+ * block boundaries, the last partial block, and blocks that evict each other
+ * (2.2M 4-byte rows are 8.6 MiB, more than the cache holds) read back exact. */
+static void small_rows_read_exactly(void) {
+  char p[1024];
+  path(p, "small-rows.h5");
+  enum { N = 2200000, M = 5000 };
+  float *x = dd_alloc(N, sizeof *x);
+  int32_t *y = dd_alloc(N, sizeof *y);
+  unsigned char *xu = dd_alloc(M * 3, 1), *yu = dd_alloc(M, 1);
+  if (!x || !y || !xu || !yu)
+    goto out;
+  for (int64_t i = 0; i < N; i++) {
+    x[i] = (float)i;
+    y[i] = (int32_t)(i * 7919 % 1000);
+  }
+  for (int64_t i = 0; i < M; i++) {
+    for (int k = 0; k < 3; k++)
+      xu[i * 3 + k] = (unsigned char)(i + k);
+    yu[i] = (unsigned char)(i * 31 % 200);
+  }
+  dd_array a[2] = {{"/x", DD_F32, 2, {N, 1}, x, 0, 0}, {"/y", DD_I32, 1, {N}, y, 0, 0}};
+  write_file(p, a, 2);
+  dd_source *src = NULL;
+  dd_source_spec spec = {.path = p, .xname = "/x", .yname = "/y", .pad_id = -1, .key = "data.train"};
+  CHECK_OK(dd_source_open(world, &spec, &src));
+  if (src) {
+    /* 8 MiB / 1 KiB = 8192 blocks of 256 rows: row r and r + 8192 * 256 share a slot */
+    const int64_t far = 8192 * 256;
+    int64_t rows[64];
+    int n = 0;
+    const int64_t picks[] = {0, 255, 256, 257, 511, 512, N - 1, N - 2, N - 184, N - 185, 1023, 1024};
+    for (size_t k = 0; k < sizeof picks / sizeof *picks; k++)
+      rows[n++] = picks[k];
+    for (int64_t r = 3; n < 44 && r + far < N; r += 997) {
+      rows[n++] = r;
+      rows[n++] = r + far;
+      rows[n++] = r;
+    }
+    for (uint64_t h = 12345; n < 64;) {
+      h = h * 6364136223846793005u + 1442695040888963407u;
+      rows[n++] = (int64_t)((h >> 11) % N);
+    }
+    float xb[64];
+    int32_t yb[64];
+    int bad = 0;
+    for (int round = 0; round < 2; round++) { /* cold, then cached */
+      CHECK_OK(dd_source_read(src, rows, n, xb, yb, NULL));
+      for (int i = 0; i < n; i++)
+        bad += !(xb[i] == (float)rows[i]) || yb[i] != y[rows[i]];
+    }
+    CHECK_INT(bad, 0);
+    dd_source_close(src);
+  }
+  /* 3-byte uint8 rows (341 a block) and 1-byte labels */
+  dd_array b[2] = {{"/x", DD_U8, 2, {M, 3}, xu, 0, 0}, {"/y", DD_U8, 1, {M}, yu, 0, 0}};
+  path(p, "small-u8.h5");
+  write_file(p, b, 2);
+  spec.path = p;
+  src = NULL;
+  CHECK_OK(dd_source_open(world, &spec, &src));
+  if (src) {
+    float xb[3];
+    int32_t yb[1];
+    int bad = 0;
+    for (int64_t i = M - 1; i >= 0; i -= 1 + i % 5) {
+      CHECK_OK(dd_source_read(src, &i, 1, xb, yb, NULL));
+      for (int k = 0; k < 3; k++)
+        bad += !(xb[k] == (float)(unsigned char)(i + k));
+      bad += yb[0] != yu[i];
+    }
+    CHECK_INT(bad, 0);
+    dd_source_close(src);
+  }
+out:
+  dd_free(x);
+  dd_free(y);
+  dd_free(xu);
+  dd_free(yu);
+}
+
 static void bad_files_fail_everywhere(void) {
   char p[1024];
   path(p, "missing.h5");
@@ -188,6 +270,7 @@ int main(int argc, char **argv) {
   scratch = argv[1];
   RUN(loads_identically);
   RUN(converts_types);
+  RUN(small_rows_read_exactly);
   RUN(bad_files_fail_everywhere);
   int f = tu_total_failures(world);
   dd_comm_finalize(world);
