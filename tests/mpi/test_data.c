@@ -1,5 +1,6 @@
 /* data: collective loading of real HDF5 files, identical on every rank, and
  * bad files failing on every rank with the same one-line message. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -262,6 +263,13 @@ static void bad_files_fail_everywhere(void) {
   path(p, "nan.h5");
   write_file(p, nan_, 2);
   expect_load_error(p, "/x", "/y", "/x[1] feature 1 is NaN");
+  /* -inf in the last feature of the last row (the check is one pass over the row, then the search) */
+  float xi[6] = {1, 2, 3, 4, 5, 0};
+  xi[5] = -INFINITY;
+  dd_array inf_[2] = {{"/x", DD_F32, 2, {3, 2}, xi, 0, 0}, {"/y", DD_I32, 1, {3}, y3, 0, 0}};
+  path(p, "inf.h5");
+  write_file(p, inf_, 2);
+  expect_load_error(p, "/x", "/y", "/x[2] feature 1 is infinite");
 }
 
 int main(int argc, char **argv) {
