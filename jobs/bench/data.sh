@@ -20,13 +20,10 @@ cd "$(dirname "$0")/../.."
 REPEATS=${REPEATS:-3}
 INMEM_REF=${INMEM_REF:-d0dc58e}
 OUT=${OUT:-build/bench}
-PY=/usr/bin/python3
-bash jobs/install-deps.sh bench
-cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null
-ddtrain=$PWD/build/release/ddtrain
-mkdir -p "$OUT" bench-data
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
-kern=$(env -u OPENBLAS_CORETYPE "$ddtrain" --version | sed -n 's/^BLAS kernels: \([A-Za-z0-9_]*\),.*/\1/p')
+# shellcheck source=jobs/bench/lib.sh
+. jobs/bench/lib.sh
+bench_setup
+kern=$(bench_kernels env -u OPENBLAS_CORETYPE)
 export OPENBLAS_CORETYPE=$kern
 
 # the in-memory reader, built once from its commit
@@ -64,7 +61,6 @@ for name, x, kw in (("f32", f32, {}), ("u8", u8, {}),
 PY
 cat bench-data/r-*.h5 >/dev/null   # from the page cache, as the targets say
 
-median() { $PY -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 jlast() { $PY -c "import json,sys; e=[x for x in map(json.loads, open(sys.argv[1])) if x['event']=='epoch']; print(e[-1][sys.argv[2]])" "$@"; }
 
 {

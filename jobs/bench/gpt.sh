@@ -13,19 +13,17 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPEATS=${REPEATS:-3}
 OUT=${OUT:-build/bench}
-PY=/usr/bin/python3
-bash jobs/install-deps.sh bench
-cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null
-ddtrain=$PWD/build/release/ddtrain
-mkdir -p "$OUT" bench-data
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+# shellcheck source=jobs/bench/lib.sh
+. jobs/bench/lib.sh
+bench_setup
+export OMP_NUM_THREADS=1
 d=bench-data
 if [ ! -f $d/licenses64.h5 ]; then
     find /usr/share/common-licenses -type f ! -name GPL-3 | sort | xargs cat >$d/licenses.txt
     "$ddtrain" data text $d/licenses.txt --out $d/licenses64.h5 --seq-len 64 --stride 32 >/dev/null
     "$ddtrain" data text /usr/share/common-licenses/GPL-3 --out $d/gpl3-64.h5 --seq-len 64 --vocab $d/licenses64.h5 >/dev/null
 fi
-kern=$("$ddtrain" --version | sed -n 's/^BLAS kernels: \([A-Za-z0-9_]*\),.*/\1/p')
+kern=$(bench_kernels)
 torch_env=()
 [ -n "$kern" ] && torch_env=(env "OPENBLAS_CORETYPE=$kern")
 
@@ -43,7 +41,6 @@ print(e['samples_per_s'] * 64, e['mfu'], e['peak_flops'], e['flops_per_sample'])
 }
 tor() { "${torch_env[@]}" $PY jobs/bench/torch_gpt.py --data $d/licenses64.h5 --mode "$1" --steps 60 |
         $PY -c "import json,sys; print(json.loads(sys.stdin.read())['tokens_per_s'])"; }
-median() { $PY -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 
 {
 echo "# GPT (gpt-char.yaml) tokens/s, ddtrain vs PyTorch ($(date -u +%Y-%m-%dT%H:%MZ), $(getconf _NPROCESSORS_ONLN) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs) model $(grep -m1 '^model' /proc/cpuinfo | cut -d: -f2 | xargs))"

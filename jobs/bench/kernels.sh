@@ -16,12 +16,9 @@ REPEATS=${REPEATS:-3}
 EPOCHS=${EPOCHS:-2}
 OUT=${OUT:-build/bench}
 KERNELS=${KERNELS:-auto Prescott Haswell SkylakeX Cooperlake}
-PY=/usr/bin/python3
-bash jobs/install-deps.sh bench
-cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null
-ddtrain=$PWD/build/release/ddtrain
-mkdir -p "$OUT" bench-data
-export OPENBLAS_NUM_THREADS=1
+# shellcheck source=jobs/bench/lib.sh
+. jobs/bench/lib.sh
+bench_setup
 unset OPENBLAS_CORETYPE DD_BLAS_AUTO
 
 models=("$@")
@@ -54,7 +51,6 @@ run() {
         "train.metrics=$log" checkpoint.dir= train.threads=1 --quiet
     $PY -c "import json; e=[x for x in map(json.loads, open('$log')) if x['event']=='epoch']; print(e[-1]['samples_per_s'])"
 }
-median() { $PY -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 
 sets=()
 for k in $KERNELS; do

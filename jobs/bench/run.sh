@@ -14,12 +14,9 @@ cd "$(dirname "$0")/../.."
 REPEATS=${REPEATS:-5}
 EPOCHS=${EPOCHS:-2}
 OUT=${OUT:-build/bench}
-PY=/usr/bin/python3
-bash jobs/install-deps.sh bench
-cmake --preset release >/dev/null && cmake --build --preset release -j"$(nproc)" >/dev/null
-ddtrain=$PWD/build/release/ddtrain
-mkdir -p "$OUT" bench-data
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
+# shellcheck source=jobs/bench/lib.sh
+. jobs/bench/lib.sh
+bench_setup
 
 models=("$@")
 [ ${#models[@]} -eq 0 ] && for m in mlp cnn lstm; do [ -f "jobs/bench/$m.yaml" ] && models+=("$m"); done
@@ -48,7 +45,7 @@ ddt() {
 
 # The BLAS kernel set ddtrain runs here (its automatic choice, or the user's OPENBLAS_CORETYPE);
 # PyTorch's dense and recurrent layers call the same OpenBLAS, so it gets the same set
-kern=$("$ddtrain" --version | sed -n 's/^BLAS kernels: \([A-Za-z0-9_]*\),.*/\1/p')
+kern=$(bench_kernels)
 torch_env=()
 [ -n "$kern" ] && torch_env=(env "OPENBLAS_CORETYPE=$kern")
 
@@ -59,7 +56,6 @@ tor() {
 }
 tkern=$("${torch_env[@]}" $PY -c "import sys; sys.argv=['x']; sys.path.insert(0, 'jobs/bench'); import torch_ref; print(torch_ref.blas_kernels())")
 
-median() { $PY -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
 
 {
 echo "# ddtrain vs PyTorch ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs))"
