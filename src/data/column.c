@@ -530,6 +530,20 @@ static void copy_block(const dd__col *c, const unsigned char *ch, const int64_t 
   }
 }
 
+/* rows [r0, r0 + n) of a contiguous dataset, as stored, by pread */
+static int read_rows(const dd__col *c, int64_t r0, int64_t n, void *dst) {
+  const size_t rb = (size_t)(c->row_elems * c->esize);
+  const int e = read_full(c->fd, dst, rb * (size_t)n, c->offset + r0 * (int64_t)rb);
+  if (e > 0)
+    return shrunk(c);
+  if (e == 0)
+    return DD_OK;
+  if (n == 1)
+    return dd_error(DD_EIO, "'%s':%s: reading row %lld failed: %s", c->path, c->name, (long long)r0, strerror(-e));
+  return dd_error(DD_EIO, "'%s':%s: reading rows %lld..%lld failed: %s", c->path, c->name, (long long)r0,
+                  (long long)(r0 + n - 1), strerror(-e));
+}
+
 int dd__col_row(dd__col *c, int64_t r, void *dst) {
   const size_t rb = (size_t)(c->row_elems * c->esize);
   switch (c->layout) {
@@ -552,21 +566,16 @@ int dd__col_row(dd__col *c, int64_t r, void *dst) {
       if (c->btag[slot] != b) {
         const int64_t r0 = b * c->brows, n = c->nrows - r0 < c->brows ? c->nrows - r0 : c->brows;
         c->btag[slot] = -1;
-        int e = read_full(c->fd, blk, rb * (size_t)n, c->offset + r0 * (int64_t)rb);
-        if (e > 0)
-          return shrunk(c);
-        if (e)
-          return dd_error(DD_EIO, "'%s':%s: reading rows %lld..%lld failed: %s", c->path, c->name, (long long)r0,
-                          (long long)(r0 + n - 1), strerror(-e));
+        const int rc = read_rows(c, r0, n, blk);
+        if (rc)
+          return rc;
         c->btag[slot] = b;
       }
       memcpy(dst, blk + (size_t)(r - b * c->brows) * rb, rb);
     } else {
-      int e = read_full(c->fd, dst, rb, c->offset + r * (int64_t)rb);
-      if (e > 0)
-        return shrunk(c);
-      if (e)
-        return dd_error(DD_EIO, "'%s':%s: reading row %lld failed: %s", c->path, c->name, (long long)r, strerror(-e));
+      const int rc = read_rows(c, r, 1, dst);
+      if (rc)
+        return rc;
     }
     if (c->swap)
       swap_bytes(dst, c->row_elems, c->esize);
@@ -597,12 +606,9 @@ int dd__col_row(dd__col *c, int64_t r, void *dst) {
 int dd__col_rows(dd__col *c, int64_t r0, int64_t n, void *dst) {
   const size_t rb = (size_t)(c->row_elems * c->esize);
   if (c->layout == DD__COL_CONTIG && !c->map && n > 1) {
-    int e = read_full(c->fd, dst, rb * (size_t)n, c->offset + r0 * (int64_t)rb);
-    if (e > 0)
-      return shrunk(c);
-    if (e)
-      return dd_error(DD_EIO, "'%s':%s: reading rows %lld..%lld failed: %s", c->path, c->name, (long long)r0,
-                      (long long)(r0 + n - 1), strerror(-e));
+    const int rc = read_rows(c, r0, n, dst);
+    if (rc)
+      return rc;
     if (c->swap)
       swap_bytes(dst, c->row_elems * n, c->esize);
     return DD_OK;
