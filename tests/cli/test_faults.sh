@@ -237,20 +237,43 @@ fault() {
     done
     want=${want% }
     if ! c=$(ckpts_verify "$dir" d.h5); then fail "$desc: $c"; return 1; fi
-    if [ "$c" != "$want" ]; then fail "$desc: checkpoints of steps '$c' left, expected '$want'"; return 1; fi
-    no_temp_files "$dir" || return 1
+    # A stopped rank can run again before the job ends: the watchdog's MPI_Abort has Open MPI send
+    # SIGCONT, then SIGTERM, then SIGKILL to every rank, and while the other ranks' main threads still
+    # wait in the step's allreduce the continued rank completes it with them, and SIGTERM's orderly
+    # stop may save one more checkpoint (seen under load: 'stop@0:10' at 4 ranks left '4 8 12'), or a
+    # temporary file when SIGKILL lands during the write. Such a checkpoint must be the uninterrupted
+    # run's of its step, bitwise; a temporary file is never taken for a checkpoint (the next run removes it).
+    local extra='' f
+    if [ "$kind" = stop ] && [[ "$c" == "$want "* ]]; then
+        extra=${c#"$want "}
+        for s in $extra; do
+            f=ckpt-$(printf %010d "$s").h5
+            if ! r=$(params_equal "$dir/$f" "ref$np/$f" 0); then
+                fail "$desc: the checkpoint of step $s, saved after the stop, is not the uninterrupted run's: $r"
+                return 1
+            fi
+        done
+        echo "note $desc: the stopped rank was continued by the launcher before the end: checkpoint(s) of step(s) $extra too, bitwise the uninterrupted run's"
+    elif [ "$c" != "$want" ]; then
+        fail "$desc: checkpoints of steps '$c' left, expected '$want'"; return 1
+    fi
+    if [ "$kind" != stop ]; then
+        no_temp_files "$dir" || return 1
+    elif find "$dir" -name '*.tmp*' | grep -q .; then
+        echo "note $desc: a temporary checkpoint file left by the SIGKILL: $(find "$dir" -name '*.tmp*' | head -n 1)"
+    fi
     echo "ok   $desc: exit code $rc after $wall s (ranks $(rank_codes "$np")), $n error line(s), checkpoints $c verify"
     [ "$rnp" = none ] && return 0
     launch "$rnp" checkpoint.dir="$dir" --resume auto
     rc=$?
     if [ $rc != 0 ]; then fail "$desc: --resume auto at $rnp ranks: exit code $rc"; return 1; fi
-    grep -q "^resume: $dir/ckpt-$(printf %010d "${want##* }").h5" "$out" ||
-        { fail "$desc: resumed $(grep '^resume' "$out"), expected from step ${want##* }"; return 1; }
+    grep -q "^resume: $dir/ckpt-$(printf %010d "${c##* }").h5" "$out" ||
+        { fail "$desc: resumed $(grep '^resume' "$out"), expected from step ${c##* }"; return 1; }
     if ! r=$(params_equal "$dir/$final" "ref$rnp/$final" "$([ "$rnp" = "$np" ] && echo 0 || echo 1e-5)"); then
         fail "$desc: resumed at $rnp ranks: $r"; return 1
     fi
     no_temp_files "$dir" || return 1
-    echo "ok   $desc: --resume auto at $rnp ranks from step ${want##* }, $r to the run at $rnp ranks"
+    echo "ok   $desc: --resume auto at $rnp ranks from step ${c##* }, $r to the run at $rnp ranks"
 }
 
 wd="watchdog: rank"
