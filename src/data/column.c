@@ -210,18 +210,6 @@ static int open_contig(hid_t dset, int64_t file_size, dd__col *c) {
    * which the periodic release below then unmaps again: measured slower
    * (the reference MLP at 1 rank: 3.5-3.6 s wall, 3.1-3.3 s CPU an epoch
    * against 2.9-3.0 s and 2.6-2.7 s with pread; docs/data.md). */
-  const int64_t rb = c->row_elems * c->esize;
-  if (rb <= SMALL_ROW) {
-    c->brows = BLOCK_BYTES / rb;
-    const int64_t need = (c->nrows + c->brows - 1) / c->brows, most = BLOCK_CACHE / (c->brows * rb);
-    c->nblocks = need < most ? need : most;
-    c->blocks = dd_alloc((size_t)(c->nblocks * c->brows * rb), 1);
-    c->btag = dd_alloc((size_t)c->nblocks, sizeof *c->btag);
-    if (!c->blocks || !c->btag)
-      return DD_ENOMEM;
-    for (int64_t i = 0; i < c->nblocks; i++)
-      c->btag[i] = -1;
-  }
   long page = sysconf(_SC_PAGESIZE);
   int64_t start = c->offset / page * page;
   size_t len = (size_t)(c->offset + bytes - start);
@@ -235,6 +223,19 @@ static int open_contig(hid_t dset, int64_t file_size, dd__col *c) {
       c->map_skip = (size_t)(c->offset - start);
       c->map = (const unsigned char *)m + c->map_skip;
     }
+  }
+  /* read by pread, small rows: the block cache (dd__col_row) */
+  const int64_t rb = c->row_elems * c->esize;
+  if (!c->map && rb > 0 && rb <= SMALL_ROW && c->nrows > 0) {
+    c->brows = BLOCK_BYTES / rb;
+    const int64_t need = (c->nrows + c->brows - 1) / c->brows, most = BLOCK_CACHE / (c->brows * rb);
+    c->nblocks = need < most ? need : most;
+    c->blocks = dd_alloc((size_t)(c->nblocks * c->brows * rb), 1);
+    c->btag = dd_alloc((size_t)c->nblocks, sizeof *c->btag);
+    if (!c->blocks || !c->btag)
+      return DD_ENOMEM;
+    for (int64_t i = 0; i < c->nblocks; i++)
+      c->btag[i] = -1;
   }
   return DD_OK;
 }
