@@ -145,16 +145,11 @@ static int attention_setup(dd_layer *l) {
 
 /* Row i of one head's scores: softmax over its n visible keys, zeros for the
  * masked keys up to L. */
-static void softmax_row(float *row, int n, int L) {
-  float m = row[0];
-  for (int j = 1; j < n; j++)
-    m = row[j] > m ? row[j] : m;
-  float sum = 0.0f;
-  for (int j = 0; j < n; j++) {
+static DD_WIDE void softmax_row(float *row, int n, int L) {
+  const float m = dd__max(row, n);
+  for (int j = 0; j < n; j++)
     row[j] = dd__exp(row[j] - m);
-    sum += row[j];
-  }
-  const float inv = 1.0f / sum;
+  const float inv = 1.0f / dd__sum(row, n);
   for (int j = 0; j < n; j++)
     row[j] *= inv;
   for (int j = n; j < L; j++)
@@ -245,9 +240,7 @@ static int attention_backward(dd_layer *l, const dd_pass *p, const float *x, con
         if (Pd)
           for (int j = 0; j < n; j++)
             ds[j] = Pd[r + j] != 0.0f ? ds[j] * drop_scale : 0.0f;
-        float dot = 0.0f;
-        for (int j = 0; j < n; j++)
-          dot += pr[j] * ds[j];
+        const float dot = dd__dot(pr, ds, n);
         for (int j = 0; j < n; j++)
           ds[j] = pr[j] * (ds[j] - dot);
         for (int j = n; j < L; j++)

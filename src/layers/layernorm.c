@@ -3,23 +3,16 @@
 #include <math.h>
 
 #include "ddtrain/layers.h"
+#include "sequtil.h"
 
-void dd_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b, int64_t R,
-                          int D, float eps) {
+DD_WIDE void dd_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w, const float *b,
+                                  int64_t R, int D, float eps) {
   for (int64_t r = 0; r < R; r++) {
     const float *xr = x + r * D;
     float *yr = y + r * D;
     /* two passes: the mean first, so the variance does not cancel */
-    float m = 0.0f;
-    for (int i = 0; i < D; i++)
-      m += xr[i];
-    m /= (float)D;
-    float v = 0.0f;
-    for (int i = 0; i < D; i++) {
-      float d = xr[i] - m;
-      v += d * d;
-    }
-    v /= (float)D;
+    const float m = dd__sum(xr, D) / (float)D;
+    const float v = dd__sum_sqdev(xr, m, D) / (float)D;
     const float s = 1.0f / sqrtf(v + eps);
     for (int i = 0; i < D; i++)
       yr[i] = (xr[i] - m) * s * w[i] + b[i];
@@ -28,26 +21,34 @@ void dd_layernorm_forward(float *y, float *mean, float *rstd, const float *x, co
   }
 }
 
-void dd_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
-                           const float *rstd, const float *w, int64_t R, int D) {
+DD_WIDE void dd_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *mean,
+                                   const float *rstd, const float *w, int64_t R, int D) {
   for (int64_t r = 0; r < R; r++) {
     const float *xr = x + r * D, *dyr = dy + r * D;
     const float m = mean[r], s = rstd[r];
     /* dx = s (dn - mean(dn) - xhat mean(dn xhat)), dn = dy w */
-    float mdn = 0.0f, mdnx = 0.0f;
-    for (int i = 0; i < D; i++) {
-      const float xh = (xr[i] - m) * s, dn = dyr[i] * w[i];
-      mdn += dn;
-      mdnx += dn * xh;
-      dw[i] += dyr[i] * xh;
+    float a[DD_LANES] = {0}, c[DD_LANES] = {0};
+    int i = 0;
+    for (; i + DD_LANES <= D; i += DD_LANES)
+      for (int j = 0; j < DD_LANES; j++) {
+        const float xh = (xr[i + j] - m) * s, dn = dyr[i + j] * w[i + j];
+        a[j] += dn;
+        c[j] += dn * xh;
+      }
+    for (int j = 0; i + j < D; j++) {
+      const float xh = (xr[i + j] - m) * s, dn = dyr[i + j] * w[i + j];
+      a[j] += dn;
+      c[j] += dn * xh;
+    }
+    for (i = 0; i < D; i++) {
+      dw[i] += dyr[i] * ((xr[i] - m) * s);
       db[i] += dyr[i];
     }
     if (!dx)
       continue;
-    mdn /= (float)D;
-    mdnx /= (float)D;
+    const float mdn = dd__lanes_total(a) / (float)D, mdnx = dd__lanes_total(c) / (float)D;
     float *dxr = dx + r * D;
-    for (int i = 0; i < D; i++) {
+    for (i = 0; i < D; i++) {
       const float xh = (xr[i] - m) * s;
       dxr[i] = s * (dyr[i] * w[i] - mdn - xh * mdnx);
     }

@@ -71,6 +71,56 @@ static void fast_exp_accuracy(void) {
   CHECK(isnan(dd__exp(NAN)));
 }
 
+/* The row sums of layernorm and softmax (16 interleaved partial sums):
+ * within the bound of recursive summation over n / 16 + 4 terms of the
+ * double sum, for lengths around the lane count and the tail; max finds the
+ * largest entry wherever it sits; NaN reaches sum and dot. */
+static void lane_sums(void) {
+  const int lens[] = {1, 2, 15, 16, 17, 31, 33, 64, 128, 1000};
+  float x[1000] = {0}, y[1000] = {0};
+  uint64_t st = 7;
+  for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+    const int n = lens[k];
+    for (int i = 0; i < n; i++) {
+      st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+      x[i] = (float)((double)(st >> 40) / (double)(1 << 24) - 0.5) * 10.0f;
+      y[i] = (float)(i % 7) - 3.0f;
+    }
+    double s = 0, sa = 0, d = 0, da = 0, m = 0, q = 0;
+    for (int i = 0; i < n; i++) {
+      s += x[i];
+      sa += fabs(x[i]);
+      d += (double)x[i] * y[i];
+      da += fabs((double)x[i] * y[i]);
+      m += x[i];
+    }
+    m /= n;
+    const float mf = (float)m;
+    for (int i = 0; i < n; i++)
+      q += ((double)x[i] - mf) * ((double)x[i] - mf);
+    const double bound = (n / 16.0 + 5.0) * 6e-8;
+    if (!(fabs(dd__sum(x, n) - s) <= bound * sa) || !(fabs(dd__dot(x, y, n) - d) <= bound * da + 1e-30) ||
+        !(fabs(dd__sum_sqdev(x, mf, n) - q) <= 2.0 * bound * q))
+      DD_FAIL_AT("lane sums of %d entries: sum %.9g vs %.9g, dot %.9g vs %.9g, sqdev %.9g vs %.9g", n,
+                 (double)dd__sum(x, n), s, (double)dd__dot(x, y, n), d, (double)dd__sum_sqdev(x, mf, n), q);
+    for (int at = 0; at<n; at += n> 40 ? 37 : 1) {
+      const float keep = x[at];
+      x[at] = 100.0f;
+      CHECK(dd__max(x, n) == 100.0f);
+      x[at] = -100.0f; /* the max is then one of the others, as a scalar loop finds it */
+      float want = -INFINITY;
+      for (int i = 0; i < n; i++)
+        want = x[i] > want ? x[i] : want;
+      CHECK(dd__max(x, n) == want);
+      x[at] = NAN;
+      CHECK(isnan(dd__sum(x, n)) && isnan(dd__dot(x, y, n)));
+      x[at] = keep;
+    }
+  }
+  const float neg[3] = {-5.0f, -7.0f, -6.0f};
+  CHECK(dd__max(neg, 3) == -5.0f);
+}
+
 /* ---- finite differences ------------------------------------------------- */
 
 static void attention_gradients(void) {
@@ -549,6 +599,7 @@ static void tie_errors(void) {
 
 int main(void) {
   RUN(fast_exp_accuracy);
+  RUN(lane_sums);
   RUN(attention_gradients);
   RUN(gelu_positional_gradients);
   RUN(transformer_stack);
