@@ -219,9 +219,11 @@ void dd_sigmoid_backward(float *dx, const float *y, const float *dy, int64_t n);
 /* GELU, tanh approximation (GPT-2; torch.nn.functional.gelu(x,
  * approximate='tanh')): y = 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715
  * x^3), computed as x sigmoid(2u), the same function without the
- * cancellation in 1 + tanh(u) for negative x. Backward takes the input x. */
+ * cancellation in 1 + tanh(u) for negative x. Backward takes the input x;
+ * forward_grad also writes g = dy/dx (the layer's backward is dx = dy g). */
 void dd_gelu_forward(float *y, const float *x, int64_t n);
 void dd_gelu_backward(float *dx, const float *x, const float *dy, int64_t n);
+void dd_gelu_forward_grad(float *restrict y, float *restrict g, const float *restrict x, int64_t n);
 
 /* ---- sequence layers (embedding, layernorm, rnn/lstm/gru) -------------
  * Sequence activations are [B, T, D] row-major, like PyTorch's batch_first.

@@ -10,38 +10,60 @@
 #define GELU_B 0.044715f
 
 /* 0.5 x (1 + tanh(u)) = x sigmoid(2u) = x / (1 + exp(-2u)) */
-void dd_gelu_forward(float *y, const float *x, int64_t n) {
+DD_WIDE void dd_gelu_forward(float *y, const float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float v = x[i], u = GELU_A * (v + GELU_B * v * v * v);
-    y[i] = v / (1.0f + dd__exp(-2.0f * u));
+    y[i] = v * (1.0f / (1.0f + dd__exp(-2.0f * u)));
   }
 }
 
-/* d/dx x s(2u) = s + x s (1 - s) 2 u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2) */
-void dd_gelu_backward(float *dx, const float *x, const float *dy, int64_t n) {
+/* d/dx x s(2u) = s + x s (1 - s) 2 u',  u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2);
+ * 1 - s as e s: no cancellation where s is near 1 */
+#define GELU_GRAD(v, e, s) ((s) + (v) * (s) * ((e) * (s)) * 2.0f * (GELU_A * (1.0f + 3.0f * GELU_B * (v) * (v))))
+
+DD_WIDE void dd_gelu_backward(float *dx, const float *x, const float *dy, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float v = x[i], u = GELU_A * (v + GELU_B * v * v * v);
     const float e = dd__exp(-2.0f * u), s = 1.0f / (1.0f + e);
-    const float du = GELU_A * (1.0f + 3.0f * GELU_B * v * v);
-    /* 1 - s as e s: no cancellation where s is near 1 */
-    dx[i] = dy[i] * (s + v * s * (e * s) * 2.0f * du);
+    dx[i] = dy[i] * GELU_GRAD(v, e, s);
   }
 }
 
+/* Forward and the derivative together (they share exp and the reciprocal):
+ * the layer keeps g for backward, dx = dy g, a pass that only streams memory
+ * in place of one that computes the exp again. */
+DD_WIDE void dd_gelu_forward_grad(float *restrict y, float *restrict g, const float *restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i], u = GELU_A * (v + GELU_B * v * v * v);
+    const float e = dd__exp(-2.0f * u), s = 1.0f / (1.0f + e);
+    y[i] = v * s;
+    g[i] = GELU_GRAD(v, e, s);
+  }
+}
+
+/* Workspace: the derivative at each input, written by every forward for
+ * the backward that follows it. */
 static int gelu_setup(dd_layer *l) {
   l->out = l->in;
+  l->ws_per_sample = l->in_size;
   return DD_OK;
 }
 
 static int gelu_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
-  dd_gelu_forward(y, x, (int64_t)p->B * l->in_size);
+  dd_gelu_forward_grad(y, l->ws, x, (int64_t)p->B * l->in_size);
   return DD_OK;
 }
 
+static DD_WIDE void times(float *restrict dx, const float *restrict dy, const float *restrict g, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] = dy[i] * g[i];
+}
+
 static int gelu_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy, float *dx) {
+  (void)x;
   (void)y;
   if (dx)
-    dd_gelu_backward(dx, x, dy, (int64_t)p->B * l->in_size);
+    times(dx, dy, l->ws, (int64_t)p->B * l->in_size);
   return DD_OK;
 }
 

@@ -331,9 +331,18 @@ static void torch_gelu(void) {
   check_close("gelu y", y, GELU_y, GELU_N, 6e-7);
   dd_gelu_backward(dx, GELU_x, GELU_w, GELU_N);
   check_close("gelu dx", dx, GELU_dx, GELU_N, 6e-7);
-  float nan_in = NAN, out;
+  /* the layer's path: y and g = dy/dx in one pass, then dx = dy g (one more rounding) */
+  float g[GELU_N];
+  dd_gelu_forward_grad(y, g, GELU_x, GELU_N);
+  for (int i = 0; i < GELU_N; i++)
+    dx[i] = GELU_w[i] * g[i];
+  check_close("gelu y (forward_grad)", y, GELU_y, GELU_N, 6e-7);
+  check_close("gelu dx (dy g)", dx, GELU_dx, GELU_N, 6e-7);
+  float nan_in = NAN, out, gout;
   dd_gelu_forward(&out, &nan_in, 1);
   CHECK(isnan(out));
+  dd_gelu_forward_grad(&out, &gout, &nan_in, 1);
+  CHECK(isnan(out) && isnan(gout));
 }
 
 /* Positional: one float32 addition per entry (0.5 ulp), gradients are sums
