@@ -157,6 +157,12 @@ typedef struct dd_layer_kind {
   /* Given x, y and dy[B, out_size]: accumulate parameter gradients and, if
    * dx != NULL, write dx[B, in_size] (overwrite, not accumulate). */
   int (*backward)(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy, float *dx);
+  /* y is x unchanged: the model gives the layer's output its input's
+   * buffer (forward is still called, with y == x, and must allow it). */
+  bool output_is_input;
+  /* backward allows dx == dy: the model passes the gradient on in the same
+   * buffer (it must also allow dx != dy, e.g. into a caller's dx0). */
+  bool backward_in_place;
 } dd_layer_kind;
 
 struct dd_layer {

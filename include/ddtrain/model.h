@@ -76,6 +76,9 @@ int dd_model_loss(dd_model *m, const dd_pass *p, const void *targets, bool with_
 
 /* Backward pass from the loss gradient: accumulates into m->grads. */
 int dd_model_backward(dd_model *m, const dd_pass *p);
+/* The same, and the gradient of the model's input into dx0 [B, in_size]
+ * (NULL: not computed, as dd_model_backward). */
+int dd_model_backward_input(dd_model *m, const dd_pass *p, float *dx0);
 
 void dd_model_zero_grad(dd_model *m);
 

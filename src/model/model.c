@@ -95,7 +95,7 @@ static int check_budget(const dd_model *m, const dd_model_spec *spec) {
   double acts = B * (double)m->in_size, maxsize = (double)m->in_size, ws = 0;
   for (int i = 0; i < m->nlayers; i++) {
     const dd_layer *l = &m->layers[i];
-    acts += B * (double)l->out_size;
+    acts += l->kind->output_is_input ? 0.0 : B * (double)l->out_size;
     if ((double)l->out_size > maxsize)
       maxsize = (double)l->out_size;
     ws += (double)l->ws_fixed + B * (double)l->ws_per_sample;
@@ -206,7 +206,7 @@ int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra,
     goto fail;
   for (int i = 0; i < m->nlayers; i++) {
     dd_layer *l = &m->layers[i];
-    m->acts[i + 1] = dd_alloc((size_t)(B * l->out_size), sizeof(float));
+    m->acts[i + 1] = l->kind->output_is_input ? m->acts[i] : dd_alloc((size_t)(B * l->out_size), sizeof(float));
     if (!m->acts[i + 1])
       goto fail;
     if (l->out_size > maxsize)
@@ -246,7 +246,8 @@ void dd_model_free(dd_model *m) {
     return;
   if (m->acts)
     for (int i = 0; i <= m->nlayers; i++)
-      dd_free(m->acts[i]);
+      if (i == 0 || m->acts[i] != m->acts[i - 1]) /* not a layer's view of its input */
+        dd_free(m->acts[i]);
   dd_free(m->acts);
   dd_free(m->dbuf[0]);
   dd_free(m->dbuf[1]);
@@ -341,19 +342,24 @@ int dd_model_loss(dd_model *m, const dd_pass *p, const void *targets, bool with_
   return DD_OK;
 }
 
-int dd_model_backward(dd_model *m, const dd_pass *p) {
+int dd_model_backward_input(dd_model *m, const dd_pass *p, float *dx0) {
   int cur = 0; /* dbuf[cur] holds dy of layer i */
   for (int i = m->nlayers - 1; i >= 0; i--) {
     dd_layer *l = &m->layers[i];
-    float *dx = i > 0 ? m->dbuf[cur ^ 1] : NULL;
+    const bool same = l->kind->backward_in_place && i > 0;
+    float *dx = i > 0 ? m->dbuf[same ? cur : cur ^ 1] : dx0;
     int rc = l->kind->backward(l, p, m->acts[i], m->acts[i + 1], m->dbuf[cur], dx);
     if (rc == DD_OK && p->grad_ready)
       rc = p->grad_ready(p->hook_ctx, i);
     if (rc)
       return rc;
-    cur ^= 1;
+    cur ^= same ? 0 : 1;
   }
   return DD_OK;
+}
+
+int dd_model_backward(dd_model *m, const dd_pass *p) {
+  return dd_model_backward_input(m, p, NULL);
 }
 
 void dd_model_zero_grad(dd_model *m) {

@@ -61,16 +61,7 @@ static double objective(gc_run *g) {
 /* Backward through all layers, including d L / d x into dx0. */
 static int backward_all(dd_model *m, const dd_pass *p, const float *w, float *dx0) {
   memcpy(m->dbuf[0], w, sizeof(float) * (size_t)(p->B * m->out_size));
-  int cur = 0;
-  for (int i = m->nlayers - 1; i >= 0; i--) {
-    dd_layer *l = &m->layers[i];
-    float *dx = i > 0 ? m->dbuf[cur ^ 1] : dx0;
-    int rc = l->kind->backward(l, p, m->acts[i], m->acts[i + 1], m->dbuf[cur], dx);
-    if (rc)
-      return rc;
-    cur ^= 1;
-  }
-  return 0;
+  return dd_model_backward_input(m, p, dx0);
 }
 
 /* ---- the noise floor -------------------------------------------------------
