@@ -4,7 +4,10 @@
  * the start's input to f's output). Backward: the end hands dy to f and
  * keeps a copy; the start adds that copy to the gradient f returns, so the
  * block's input gets dy (1 + df/dx): a tensor with two consumers sums their
- * gradients. The model wires l->peer and l->skip (model.c). */
+ * gradients. The model wires l->peer and l->skip (model.c). No copies on
+ * the main path: the start's output is its input's buffer, and both ends'
+ * backward work in the gradient's buffer (the end's copy for the start is
+ * the one copy a block makes). */
 #include <string.h>
 
 #include "ddtrain/layers.h"
@@ -15,7 +18,8 @@ static int begin_setup(dd_layer *l) {
 }
 
 static int begin_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
-  memcpy(y, x, sizeof(float) * (size_t)p->B * (size_t)l->in_size);
+  if (y != x)
+    memcpy(y, x, sizeof(float) * (size_t)p->B * (size_t)l->in_size);
   return DD_OK;
 }
 
@@ -49,7 +53,7 @@ static int end_backward(dd_layer *l, const dd_pass *p, const float *x, const flo
   (void)y;
   const size_t bytes = sizeof(float) * (size_t)p->B * (size_t)l->in_size;
   memcpy(l->ws, dy, bytes);
-  if (dx)
+  if (dx && dx != dy)
     memcpy(dx, dy, bytes);
   return DD_OK;
 }
@@ -61,6 +65,8 @@ const dd_layer_kind dd__layer_residual = {
     .setup = begin_setup,
     .forward = begin_forward,
     .backward = begin_backward,
+    .output_is_input = true,
+    .backward_in_place = true,
 };
 
 const dd_layer_kind dd__layer_residual_end = {
@@ -70,4 +76,5 @@ const dd_layer_kind dd__layer_residual_end = {
     .setup = end_setup,
     .forward = end_forward,
     .backward = end_backward,
+    .backward_in_place = true,
 };

@@ -107,6 +107,9 @@ static void residual_gradients(void) {
   CHECK_OK(dd_model_forward(m, &p));
   for (int i = 0; i < 12; i++) /* tanh(bias 0) = 0 */
     CHECK(m->acts[4][i] == m->acts[0][i]);
+  /* the block's start is a view of its input, the rest own their outputs
+   * (the nested blocks above run the in-place backward of both ends) */
+  CHECK(m->acts[1] == m->acts[0] && m->acts[2] != m->acts[1] && m->acts[4] != m->acts[3]);
   dd_model_free(m);
   /* a block that changes the shape is refused, naming the block */
   dd_layer_spec bad[] = {res("residual", 2), dense(5, true), res("residual_end", 0)};
