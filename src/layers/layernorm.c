@@ -27,26 +27,26 @@ DD_WIDE void dd_layernorm_backward(float *dx, float *dw, float *db, const float 
     const float *xr = x + r * D, *dyr = dy + r * D;
     const float m = mean[r], s = rstd[r];
     /* dx = s (dn - mean(dn) - xhat mean(dn xhat)), dn = dy w */
-    float a[DD_LANES] = {0}, c[DD_LANES] = {0};
-    int i = 0;
-    for (; i + DD_LANES <= D; i += DD_LANES)
-      for (int j = 0; j < DD_LANES; j++) {
-        const float xh = (xr[i + j] - m) * s, dn = dyr[i + j] * w[i + j];
-        a[j] += dn;
-        c[j] += dn * xh;
-      }
-    for (int j = 0; i + j < D; j++) {
-      const float xh = (xr[i + j] - m) * s, dn = dyr[i + j] * w[i + j];
-      a[j] += dn;
-      c[j] += dn * xh;
-    }
-    for (i = 0; i < D; i++) {
+    for (int i = 0; i < D; i++) {
       dw[i] += dyr[i] * ((xr[i] - m) * s);
       db[i] += dyr[i];
     }
     if (!dx)
       continue;
-    const float mdn = dd__lanes_total(a) / (float)D, mdnx = dd__lanes_total(c) / (float)D;
+    dd__vec a = {0}, c = {0};
+    int i = 0;
+    for (; i + DD_LANES <= D; i += DD_LANES) {
+      const dd__vec xh = (dd__load(xr + i) - m) * s, dn = dd__load(dyr + i) * dd__load(w + i);
+      a += dn;
+      c += dn * xh;
+    }
+    float ta[DD_LANES], tc[DD_LANES];
+    for (int j = 0; i + j < D; j++) {
+      const float xh = (xr[i + j] - m) * s;
+      ta[j] = dyr[i + j] * w[i + j];
+      tc[j] = ta[j] * xh;
+    }
+    const float mdn = dd__lanes_total(a, ta, D - i) / (float)D, mdnx = dd__lanes_total(c, tc, D - i) / (float)D;
     float *dxr = dx + r * D;
     for (i = 0; i < D; i++) {
       const float xh = (xr[i] - m) * s;

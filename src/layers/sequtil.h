@@ -32,10 +32,24 @@ static inline int64_t dd__valid_steps(const dd_pass *p, int b, int64_t T) {
 /* Sums over a row in DD_LANES interleaved partial sums, added pairwise at
  * the end: one fixed order on every CPU and rank (C does not reassociate
  * float additions, so a single running sum is a serial chain of adds;
- * this is what vectorises). */
+ * this is what vectorises). The partial sums are a GCC vector (one AVX-512
+ * register, two AVX ones, ...): written as arrays, GCC 12 turns these loops
+ * into shuffles. */
 enum { DD_LANES = 16 };
+typedef float dd__vec __attribute__((vector_size(DD_LANES * sizeof(float))));
 
-static inline float dd__lanes_total(float *a) {
+static inline dd__vec dd__load(const float *x) {
+  dd__vec v;
+  memcpy(&v, x, sizeof v);
+  return v;
+}
+
+/* the lanes of v, the tail x[0..k) added to the first k, summed pairwise */
+static inline float dd__lanes_total(dd__vec v, const float *tail, int64_t k) {
+  float a[DD_LANES];
+  memcpy(a, &v, sizeof a);
+  for (int j = 0; j < k; j++)
+    a[j] += tail[j];
   for (int w = DD_LANES / 2; w > 0; w /= 2)
     for (int j = 0; j < w; j++)
       a[j] += a[j + w];
@@ -44,50 +58,58 @@ static inline float dd__lanes_total(float *a) {
 
 /* sum x[i] */
 static inline float dd__sum(const float *x, int64_t n) {
-  float a[DD_LANES] = {0};
+  dd__vec a = {0};
   int64_t i = 0;
   for (; i + DD_LANES <= n; i += DD_LANES)
-    for (int j = 0; j < DD_LANES; j++)
-      a[j] += x[i + j];
-  for (int j = 0; i + j < n; j++)
-    a[j] += x[i + j];
-  return dd__lanes_total(a);
+    a += dd__load(x + i);
+  return dd__lanes_total(a, x + i, n - i);
 }
 
 /* sum x[i] y[i] */
 static inline float dd__dot(const float *x, const float *y, int64_t n) {
-  float a[DD_LANES] = {0};
+  dd__vec a = {0};
   int64_t i = 0;
   for (; i + DD_LANES <= n; i += DD_LANES)
-    for (int j = 0; j < DD_LANES; j++)
-      a[j] += x[i + j] * y[i + j];
-  for (int j = 0; i + j < n; j++)
-    a[j] += x[i + j] * y[i + j];
-  return dd__lanes_total(a);
+    a += dd__load(x + i) * dd__load(y + i);
+  float t[DD_LANES];
+  for (int64_t j = 0; i + j < n; j++)
+    t[j] = x[i + j] * y[i + j];
+  return dd__lanes_total(a, t, n - i);
 }
 
 /* sum (x[i] - m)^2 */
 static inline float dd__sum_sqdev(const float *x, float m, int64_t n) {
-  float a[DD_LANES] = {0};
+  dd__vec a = {0};
   int64_t i = 0;
-  for (; i + DD_LANES <= n; i += DD_LANES)
-    for (int j = 0; j < DD_LANES; j++)
-      a[j] += (x[i + j] - m) * (x[i + j] - m);
-  for (int j = 0; i + j < n; j++)
-    a[j] += (x[i + j] - m) * (x[i + j] - m);
-  return dd__lanes_total(a);
+  for (; i + DD_LANES <= n; i += DD_LANES) {
+    const dd__vec d = dd__load(x + i) - m;
+    a += d * d;
+  }
+  float t[DD_LANES];
+  for (int64_t j = 0; i + j < n; j++)
+    t[j] = (x[i + j] - m) * (x[i + j] - m);
+  return dd__lanes_total(a, t, n - i);
 }
 
 /* max x[i], n >= 1 (a NaN may be skipped here; it reaches the result through
  * the exp that follows every use) */
+typedef int32_t dd__ivec __attribute__((vector_size(DD_LANES * sizeof(int32_t))));
+
 static inline float dd__max(const float *x, int64_t n) {
   float a[DD_LANES];
-  for (int j = 0; j < DD_LANES; j++)
-    a[j] = x[0];
   int64_t i = 0;
-  for (; i + DD_LANES <= n; i += DD_LANES)
+  if (n >= DD_LANES) {
+    dd__vec m = dd__load(x);
+    for (i = DD_LANES; i + DD_LANES <= n; i += DD_LANES) {
+      const dd__vec v = dd__load(x + i);
+      const dd__ivec gt = v > m;
+      m = (dd__vec)(((dd__ivec)v & gt) | ((dd__ivec)m & ~gt));
+    }
+    memcpy(a, &m, sizeof a);
+  } else {
     for (int j = 0; j < DD_LANES; j++)
-      a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
+      a[j] = x[0];
+  }
   for (int j = 0; i + j < n; j++)
     a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
   for (int w = DD_LANES / 2; w > 0; w /= 2)
