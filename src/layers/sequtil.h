@@ -44,16 +44,19 @@ static inline dd__vec dd__load(const float *x) {
   return v;
 }
 
-/* the lanes of v, the tail x[0..k) added to the first k, summed pairwise */
+/* the lanes of v, the tail x[0..k) added to the first k, summed pairwise
+ * (lane j += lane j + w for w = 8, 4, 2, 1: shuffles, no trip through memory) */
 static inline float dd__lanes_total(dd__vec v, const float *tail, int64_t k) {
-  float a[DD_LANES];
-  memcpy(a, &v, sizeof a);
-  for (int j = 0; j < k; j++)
-    a[j] += tail[j];
-  for (int w = DD_LANES / 2; w > 0; w /= 2)
-    for (int j = 0; j < w; j++)
-      a[j] += a[j + w];
-  return a[0];
+  if (k > 0) {
+    float t[DD_LANES] = {0};
+    memcpy(t, tail, sizeof(float) * (size_t)k);
+    v += dd__load(t);
+  }
+  v += __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+  v += __builtin_shufflevector(v, v, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3);
+  v += __builtin_shufflevector(v, v, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1);
+  v += __builtin_shufflevector(v, v, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0);
+  return v[0];
 }
 
 /* sum x[i] */
