@@ -156,6 +156,14 @@ static DD_WIDE void softmax_row(float *row, int n, int L) {
     row[j] = 0.0f;
 }
 
+/* every head's rows of one sample, out of line so that the row loops get
+ * 512-bit vectors (DD_WIDE) */
+static DD_WIDE __attribute__((noinline)) void softmax_rows(float *P, int H, int L, int T, bool causal) {
+  for (int h = 0; h < H; h++)
+    for (int i = 0; i < L; i++)
+      softmax_row(P + (int64_t)h * T * T + (int64_t)i * T, causal ? i + 1 : L, L);
+}
+
 static int attention_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   attn a = layout(l, p);
   const int T = a.T, D = a.D, H = a.H, E = a.E, D3 = 3 * a.D;
@@ -170,9 +178,7 @@ static int attention_forward(dd_layer *l, const dd_pass *p, const float *x, floa
     if (L == 0)
       continue;
     dd_tensor_gemm_batch(false, true, L, L, E, a.scale, q, D3, E, k, D3, E, 0.0f, P, T, TT, H);
-    for (int h = 0; h < H; h++)
-      for (int i = 0; i < L; i++)
-        softmax_row(P + h * TT + (int64_t)i * T, a.causal ? i + 1 : L, L);
+    softmax_rows(P, H, L, T, a.causal);
     const float *Puse = P;
     if (a.dropout) {
       /* the dropout layer's scheme: value e of the sample at global position
