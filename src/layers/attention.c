@@ -144,15 +144,23 @@ static int attention_setup(dd_layer *l) {
 }
 
 /* Row i of one head's scores: softmax over its n visible keys, zeros for the
- * masked keys up to L. */
-static DD_WIDE void softmax_row(float *row, int n, int L) {
-  const float m = dd__max(row, n);
-  for (int j = 0; j < n; j++)
+ * masked keys up to L. The row is padded to a whole number of lane blocks
+ * (where the row stride T has room) with -inf, which exp turns into 0: the
+ * loops then have no scalar tails, and the max and the lane sums are the
+ * same bits as over the n keys alone (a 0 added to a partial sum changes
+ * nothing). */
+static DD_WIDE void softmax_row(float *row, int n, int L, int T) {
+  int nn = (n + DD_LANES - 1) / DD_LANES * DD_LANES;
+  nn = nn <= T ? nn : n;
+  for (int j = n; j < nn; j++)
+    row[j] = -INFINITY;
+  const float m = dd__max(row, nn);
+  for (int j = 0; j < nn; j++)
     row[j] = dd__exp(row[j] - m);
-  const float inv = 1.0f / dd__sum(row, n);
-  for (int j = 0; j < n; j++)
+  const float inv = 1.0f / dd__sum(row, nn);
+  for (int j = 0; j < nn; j++)
     row[j] *= inv;
-  for (int j = n; j < L; j++)
+  for (int j = nn; j < L; j++)
     row[j] = 0.0f;
 }
 
@@ -161,7 +169,7 @@ static DD_WIDE void softmax_row(float *row, int n, int L) {
 static DD_WIDE __attribute__((noinline)) void softmax_rows(float *P, int H, int L, int T, bool causal) {
   for (int h = 0; h < H; h++)
     for (int i = 0; i < L; i++)
-      softmax_row(P + (int64_t)h * T * T + (int64_t)i * T, causal ? i + 1 : L, L);
+      softmax_row(P + (int64_t)h * T * T + (int64_t)i * T, causal ? i + 1 : L, L, T);
 }
 
 static int attention_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
