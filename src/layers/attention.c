@@ -146,9 +146,10 @@ static int attention_setup(dd_layer *l) {
 /* Row i of one head's scores: softmax over its n visible keys, zeros for the
  * masked keys up to L. The row is padded to a whole number of lane blocks
  * (where the row stride T has room) with -inf, which exp turns into 0: the
- * loops then have no scalar tails, and the max and the lane sums are the
- * same bits as over the n keys alone (a 0 added to a partial sum changes
- * nothing). */
+ * loops then have no scalar tails, and for a finite row the max and the lane
+ * sums are those over the n keys alone (a 0 added to a partial sum changes
+ * nothing). The masked keys are written 0 after the scaling, so a NaN row
+ * (a NaN score) leaves them 0 as well. */
 static DD_WIDE void softmax_row(float *row, int n, int L, int T) {
   int nn = (n + DD_LANES - 1) / DD_LANES * DD_LANES;
   nn = nn <= T ? nn : n;
@@ -160,7 +161,7 @@ static DD_WIDE void softmax_row(float *row, int n, int L, int T) {
   const float inv = 1.0f / dd__sum(row, nn);
   for (int j = 0; j < nn; j++)
     row[j] *= inv;
-  for (int j = nn; j < L; j++)
+  for (int j = n; j < L; j++)
     row[j] = 0.0f;
 }
 

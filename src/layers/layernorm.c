@@ -68,15 +68,15 @@ static int layernorm_setup(dd_layer *l) {
   return DD_OK;
 }
 
-static int layernorm_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
+static DD_WIDE int layernorm_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   const int D = (int)l->in.d[l->in.ndim - 1];
   const int64_t R = (int64_t)p->B * (l->in_size / D);
   dd_layernorm_forward(y, l->ws, l->ws + R, x, l->param[0].data, l->param[1].data, R, D, (float)l->spec.eps);
   return DD_OK;
 }
 
-static int layernorm_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy,
-                              float *dx) {
+static DD_WIDE int layernorm_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy,
+                                      float *dx) {
   (void)y;
   const int D = (int)l->in.d[l->in.ndim - 1];
   const int64_t R = (int64_t)p->B * (l->in_size / D);

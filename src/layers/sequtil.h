@@ -23,7 +23,7 @@ static inline int64_t dd__valid_steps(const dd_pass *p, int b, int64_t T) {
  * told otherwise; these loops run 1.3-1.4x faster at 512 bits (GELU on a
  * Xeon with Cooperlake kernels, docs/benchmarks.md). Only a preference: on a
  * CPU without AVX-512 (or a build without -march=native) nothing changes. */
-#if defined(__GNUC__) && !defined(__clang__)
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define DD_WIDE __attribute__((target("prefer-vector-width=512")))
 #else
 #define DD_WIDE
@@ -44,7 +44,7 @@ static inline dd__vec dd__load(const float *x) {
   return v;
 }
 
-/* the lanes of v, the tail x[0..k) added to the first k, summed pairwise
+/* the lanes of v, the tail x[0..k) added to the first k (k < DD_LANES), summed pairwise
  * (lane j += lane j + w for w = 8, 4, 2, 1: shuffles, no trip through memory) */
 static inline float dd__lanes_total(dd__vec v, const float *tail, int64_t k) {
   if (k > 0) {

@@ -49,7 +49,7 @@ static int gelu_setup(dd_layer *l) {
   return DD_OK;
 }
 
-static int gelu_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
+static DD_WIDE int gelu_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   dd_gelu_forward_grad(y, l->ws, x, (int64_t)p->B * l->in_size);
   return DD_OK;
 }
@@ -59,7 +59,8 @@ static DD_WIDE void times(float *restrict dx, const float *restrict dy, const fl
     dx[i] = dy[i] * g[i];
 }
 
-static int gelu_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy, float *dx) {
+static DD_WIDE int gelu_backward(dd_layer *l, const dd_pass *p, const float *x, const float *y, const float *dy,
+                                 float *dx) {
   (void)x;
   (void)y;
   if (dx)

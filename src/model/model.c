@@ -206,6 +206,11 @@ int dd_model_build(const dd_model_spec *spec, int max_batch, int64_t grad_extra,
     goto fail;
   for (int i = 0; i < m->nlayers; i++) {
     dd_layer *l = &m->layers[i];
+    if (l->kind->output_is_input && l->out_size != l->in_size) {
+      rc = dd__layer_error(l, "passes its input on as its output but turns %lld values into %lld",
+                           (long long)l->in_size, (long long)l->out_size);
+      goto fail;
+    }
     m->acts[i + 1] = l->kind->output_is_input ? m->acts[i] : dd_alloc((size_t)(B * l->out_size), sizeof(float));
     if (!m->acts[i + 1])
       goto fail;

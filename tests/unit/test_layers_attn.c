@@ -103,7 +103,8 @@ static void lane_sums(void) {
         !(fabs(dd__sum_sqdev(x, mf, n) - q) <= 2.0 * bound * q))
       DD_FAIL_AT("lane sums of %d entries: sum %.9g vs %.9g, dot %.9g vs %.9g, sqdev %.9g vs %.9g", n,
                  (double)dd__sum(x, n), s, (double)dd__dot(x, y, n), d, (double)dd__sum_sqdev(x, mf, n), q);
-    for (int at = 0; at<n; at += n> 40 ? 37 : 1) {
+    const int stride = n > 40 ? 37 : 1;
+    for (int at = 0; at < n; at += stride) {
       const float keep = x[at];
       x[at] = 100.0f;
       CHECK(dd__max(x, n) == 100.0f);
@@ -119,6 +120,84 @@ static void lane_sums(void) {
   }
   const float neg[3] = {-5.0f, -7.0f, -6.0f};
   CHECK(dd__max(neg, 3) == -5.0f);
+}
+
+static const float *param_of(const dd_layer *l, const char *name) {
+  for (int j = 0; j < l->nparam; j++)
+    if (strcmp(l->param[j].name, name) == 0)
+      return l->param[j].data;
+  DD_FAIL_AT("layer has no parameter %s", name);
+  return NULL;
+}
+
+/* Attention forward on 20 steps against the same math in double: rows of
+ * 17..20 visible keys (tails) and of fewer than 16 (padded to a lane block
+ * with -inf). The gradient checks cannot see a softmax normalised over the
+ * wrong keys (its Jacobian has the same form), so the values are checked
+ * here. Float32 products of 4 terms and softmax rows of at most 20 keys of
+ * order-1 values: 2e-6 absolute is 20x the rounding. */
+static void attention_values_long(void) {
+  enum { B = 3, T = 20, D = 8, H = 2, E = D / H };
+  const int32_t len[B] = {20, 17, 9};
+  for (int causal = 0; causal < 2; causal++) {
+    dd_layer_spec s[] = {attention(H, causal)};
+    dd_model *m = build(s, 1, (dd_shape){2, {T, D}}, B);
+    if (!m)
+      return;
+    dd_model_init_params(m, 11);
+    const dd_layer *l = &m->layers[0];
+    const float *Wq = param_of(l, "qkv_weight"), *bq = param_of(l, "qkv_bias"), *Wp = param_of(l, "proj_weight"),
+                *bp = param_of(l, "proj_bias");
+    if (!Wq || !bq || !Wp || !bp)
+      return;
+    for (int i = 0; i < B * T * D; i++)
+      m->acts[0][i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
+    dd_pass p = {.B = B, .B_global = B, .lengths = len};
+    CHECK_OK(dd_model_forward(m, &p));
+    double worst = 0;
+    for (int b = 0; b < B; b++) {
+      const int L = len[b];
+      const float *x = m->acts[0] + b * T * D, *y = m->acts[1] + b * T * D;
+      double qkv[T][3 * D], o[T][D];
+      for (int t = 0; t < T; t++)
+        for (int c = 0; c < 3 * D; c++) {
+          qkv[t][c] = bq[c];
+          for (int d = 0; d < D; d++)
+            qkv[t][c] += (double)x[t * D + d] * Wq[c * D + d];
+        }
+      memset(o, 0, sizeof o);
+      for (int h = 0; h < H; h++)
+        for (int i = 0; i < L; i++) {
+          const int n = causal ? i + 1 : L;
+          double sc[T], mx = -1e300, sum = 0;
+          for (int j = 0; j < n; j++) {
+            sc[j] = 0;
+            for (int e = 0; e < E; e++)
+              sc[j] += qkv[i][h * E + e] * qkv[j][D + h * E + e];
+            sc[j] /= sqrt((double)E);
+            mx = sc[j] > mx ? sc[j] : mx;
+          }
+          for (int j = 0; j < n; j++)
+            sum += (sc[j] = exp(sc[j] - mx));
+          for (int j = 0; j < n; j++)
+            for (int e = 0; e < E; e++)
+              o[i][h * E + e] += sc[j] / sum * qkv[j][2 * D + h * E + e];
+        }
+      for (int t = 0; t < T; t++)
+        for (int c = 0; c < D; c++) {
+          double want = 0;
+          if (t < L) {
+            want = bp[c];
+            for (int d = 0; d < D; d++)
+              want += o[t][d] * Wp[c * D + d];
+          }
+          worst = worst_of(worst, fabs((double)y[t * D + c] - want));
+        }
+    }
+    if (!(worst <= 2e-6))
+      DD_FAIL_AT("attention %s, 20 steps: max |y - double reference| = %.3g > 2e-6", causal ? "causal" : "full", worst);
+    dd_model_free(m);
+  }
 }
 
 /* ---- finite differences ------------------------------------------------- */
@@ -137,6 +216,20 @@ static void attention_gradients(void) {
       dd_layer_spec s[] = {attention(2, causal)};
       CHECK_GRADS(label, s, 1, in, &o);
     }
+  /* 20 steps: rows of more than 16 visible keys, so the softmax's padding to
+   * whole lane blocks (and its tail rows, 17..20 keys) is what runs */
+  {
+    dd_gc_opts o;
+    dd_gc_defaults(&o);
+    o.param_scale = 0.2;
+    int32_t len20[3] = {20, 17, 9};
+    o.lengths = len20;
+    dd_shape in20 = {2, {20, 4}};
+    for (int causal = 0; causal < 2; causal++) {
+      dd_layer_spec s[] = {attention(2, causal)};
+      CHECK_GRADS(causal ? "attention causal, 20 steps, lengths" : "attention full, 20 steps, lengths", s, 1, in20, &o);
+    }
+  }
   dd_gc_opts o;
   dd_gc_defaults(&o);
   o.param_scale = 0.2;
@@ -609,6 +702,7 @@ static void tie_errors(void) {
 int main(void) {
   RUN(fast_exp_accuracy);
   RUN(lane_sums);
+  RUN(attention_values_long);
   RUN(attention_gradients);
   RUN(gelu_positional_gradients);
   RUN(transformer_stack);

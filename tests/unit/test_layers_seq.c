@@ -98,6 +98,8 @@ static void layernorm_gradients(void) {
   dd_shape v = {1, {7}}, seq = {2, {4, 6}};
   CHECK_GRADS("layernorm [D]", s, 1, v, &o);
   CHECK_GRADS("layernorm [T, D]", s, 1, seq, &o);
+  dd_shape wide = {2, {2, 37}}; /* two whole blocks of 16 lanes and a tail of 5 */
+  CHECK_GRADS("layernorm [T, 37]", s, 1, wide, &o);
   dd_layer_spec s2[] = {tu_dense(6), tu_spec("layernorm"), tu_spec("tanh"), tu_dense(3)};
   CHECK_GRADS("dense-layernorm-tanh-dense", s2, 4, v, &o);
 }
