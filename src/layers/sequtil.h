@@ -20,8 +20,8 @@ static inline int64_t dd__valid_steps(const dd_pass *p, int b, int64_t T) {
 
 /* Element-wise loops whose cost is arithmetic (exp, polynomials), not
  * memory: GCC's -march=native keeps 256-bit vectors on AVX-512 CPUs unless
- * told otherwise; these loops run 1.3-1.4x faster at 512 bits (GELU on a
- * Xeon with Cooperlake kernels, docs/benchmarks.md). Only a preference: on a
+ * told otherwise; these loops run 1.3-1.4x faster at 512 bits (GELU in L1
+ * on a Xeon family 6 model 167, docs/benchmarks.md#gpt). Only a preference: on a
  * CPU without AVX-512 (or a build without -march=native) nothing changes. */
 #if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
 #define DD_WIDE __attribute__((target("prefer-vector-width=512")))

@@ -37,22 +37,31 @@ static dd_model *build(const dd_layer_spec *s, int n, dd_shape in, int B) {
   return m;
 }
 
-static void set_param(dd_layer *l, const char *name, const float *v, int64_t n) {
+/* the layer's tensor of that name, or a failure naming it */
+static const dd_param *tensor(const dd_layer *l, const char *name) {
   for (int j = 0; j < l->nparam; j++)
-    if (strcmp(l->param[j].name, name) == 0) {
-      CHECK_INT(l->param[j].size, n);
-      memcpy(l->param[j].data, v, sizeof(float) * (size_t)n);
-      return;
-    }
+    if (strcmp(l->param[j].name, name) == 0)
+      return &l->param[j];
   DD_FAIL_AT("layer has no parameter %s", name);
+  return NULL;
+}
+
+static void set_param(dd_layer *l, const char *name, const float *v, int64_t n) {
+  const dd_param *t = tensor(l, name);
+  if (!t)
+    return;
+  CHECK_INT(t->size, n);
+  memcpy(t->data, v, sizeof(float) * (size_t)n);
 }
 
 static const float *grad_of(const dd_layer *l, const char *name) {
-  for (int j = 0; j < l->nparam; j++)
-    if (strcmp(l->param[j].name, name) == 0)
-      return l->param[j].grad;
-  DD_FAIL_AT("layer has no parameter %s", name);
-  return NULL;
+  const dd_param *t = tensor(l, name);
+  return t ? t->grad : NULL;
+}
+
+static const float *param_of(const dd_layer *l, const char *name) {
+  const dd_param *t = tensor(l, name);
+  return t ? t->data : NULL;
 }
 
 /* dd__exp against exp in double: relative error, and the edges */
@@ -120,14 +129,6 @@ static void lane_sums(void) {
   }
   const float neg[3] = {-5.0f, -7.0f, -6.0f};
   CHECK(dd__max(neg, 3) == -5.0f);
-}
-
-static const float *param_of(const dd_layer *l, const char *name) {
-  for (int j = 0; j < l->nparam; j++)
-    if (strcmp(l->param[j].name, name) == 0)
-      return l->param[j].data;
-  DD_FAIL_AT("layer has no parameter %s", name);
-  return NULL;
 }
 
 /* Attention forward on 20 steps against the same math in double: rows of
