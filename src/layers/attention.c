@@ -2,6 +2,7 @@
  * nn.MultiheadAttention. */
 #include <string.h>
 
+#include "attnprod.h"
 #include "ddtrain/layers.h"
 #include "ddtrain/tensor.h"
 #include "sequtil.h"
@@ -27,17 +28,19 @@
  * reaches a valid step. Every valid query sees at least key 0, so no row of
  * the softmax is empty.
  *
- * Workspace per sample, kept from forward to backward:
+ * Workspace per sample, kept from forward to backward (Tp = T rounded up to
+ * a whole number of 16-lane blocks, the row stride of the scores):
  *   qkv  [T, 3D]     the projection (q, k, v of step t in row t)
  *   att  [T, D]      head outputs side by side (the output projection's input)
- *   P    [H, T, T]   softmax probabilities (rows < L, columns < L used)
- *   Pd   [H, T, T]   after dropout (only with p > 0)
+ *   P    [H, T, Tp]  softmax probabilities (rows < L, columns < L used)
+ *   Pd   [H, T, Tp]  after dropout (only with p > 0)
  *   dqkv [T, 3D]     backward: gradient of qkv
  *   datt [T, D]      backward: gradient of att
- * and, fixed, dS [H, T, T]: one sample's score gradients. Every product is a
- * GEMM through the tensor module: the two projections over all B*T rows at
- * once, and per sample one batch of H GEMMs for each of q k^T, P v (forward),
- * dO v^T, P^T dO, dS k, dS^T q (backward). */
+ * and, fixed, dS [T, Tp] (one head's score gradients) and [E, Tp] (one
+ * head's keys or values, transposed). The two projections are GEMMs over all
+ * B*T rows at once through the tensor module; the per-head products are the
+ * kernels below, one head at a time (its scores stay in cache from the
+ * product through the softmax to the next product). */
 
 typedef struct attn {
   int B, T, D, H, E;
@@ -45,11 +48,21 @@ typedef struct attn {
   float p, scale;
   const float *Wqkv, *bqkv, *Wproj, *bproj;
   float *dWqkv, *dbqkv, *dWproj, *dbproj;
-  float *qkv, *att, *P, *Pd, *dqkv, *datt, *dS;
+  int64_t Tp; /* row stride of P, Pd and dS */
+  float *qkv, *att, *P, *Pd, *dqkv, *datt, *dS, *packed;
 } attn;
 
+/* a row of scores, padded to whole 16-lane blocks */
+static int64_t row_stride(int64_t T) {
+  return (T + DD_LANES - 1) / DD_LANES * DD_LANES;
+}
+
 static int64_t per_sample(int64_t T, int64_t D, int64_t H, bool dropout) {
-  return 8 * T * D + (dropout ? 2 : 1) * H * T * T;
+  return 8 * T * D + (dropout ? 2 : 1) * H * T * row_stride(T);
+}
+
+static int64_t fixed(int64_t T, int64_t E) {
+  return (T + E) * row_stride(T);
 }
 
 static dd_param *find(dd_layer *l, const char *name) {
@@ -81,18 +94,21 @@ static attn layout(dd_layer *l, const dd_pass *p) {
   a.bproj = bp ? bp->data : NULL;
   a.dbproj = bp ? bp->grad : NULL;
   /* regions sized for max_batch, laid out for this pass's B */
-  const int64_t T = a.T, D = a.D, H = a.H, B = l->max_batch;
+  const int64_t T = a.T, D = a.D, H = a.H, B = l->max_batch, Tp = row_stride(a.T);
+  a.Tp = Tp;
   float *w = l->ws;
   a.dS = w;
-  w += H * T * T;
+  w += T * Tp;
+  a.packed = w;
+  w += a.E * Tp;
   a.qkv = w;
   w += B * 3 * T * D;
   a.att = w;
   w += B * T * D;
   a.P = w;
-  w += B * H * T * T;
+  w += B * H * T * Tp;
   a.Pd = l->spec.p > 0.0 ? w : NULL;
-  w += l->spec.p > 0.0 ? B * H * T * T : 0;
+  w += l->spec.p > 0.0 ? B * H * T * Tp : 0;
   a.dqkv = w;
   w += B * 3 * T * D;
   a.datt = w;
@@ -118,7 +134,7 @@ static int attention_setup(dd_layer *l) {
   if (!dd__spec_has(&l->spec, "p"))
     l->spec.p = 0.0; /* the shared default (0.5) is dropout's; attention dropout is off unless asked for */
   const int64_t B = l->max_batch;
-  if (3 * D * D > 0x7fffffff || B * T * 3 * D > 0x7fffffff || H * T * T > 0x7fffffff)
+  if (3 * D * D > 0x7fffffff || B * T * 3 * D > 0x7fffffff || B * H * T * row_stride(T) > 0x7fffffff)
     return dd__layer_error(l, "%lld steps of %lld channels with batch %d exceed the 2^31 BLAS limit", (long long)T,
                            (long long)D, l->max_batch);
   l->out = l->in;
@@ -139,73 +155,111 @@ static int attention_setup(dd_layer *l) {
   if (l->spec.bias && !dd_layer_declare(l, false, "proj_bias", 1, bp, DD_INIT_ZERO, D, D))
     return dd__layer_error(l, "too many tensors");
   l->ws_per_sample = per_sample(T, D, H, l->spec.p > 0.0);
-  l->ws_fixed = H * T * T;
+  l->ws_fixed = fixed(T, D / H);
   return DD_OK;
 }
 
 /* Row i of one head's scores: softmax over its n visible keys, zeros for the
- * masked keys up to L. The row is padded to a whole number of lane blocks
- * (where the row stride T has room) with -inf, which exp turns into 0: the
- * loops then have no scalar tails, and for a finite row the max and the lane
+ * masked keys up to L. In whole 16-lane blocks (the stride Tp holds them),
+ * without a branch on the keys: the last block's masked lanes are set to
+ * -inf, which exp turns into 0, so for a finite row the max and the lane
  * sums are those over the n keys alone (a 0 added to a partial sum changes
- * nothing). The masked keys are written 0 after the scaling, so a NaN row
- * (a NaN score) leaves them 0 as well. */
-static DD_WIDE void softmax_row(float *row, int n, int L, int T) {
-  int nn = (n + DD_LANES - 1) / DD_LANES * DD_LANES;
-  nn = nn <= T ? nn : n;
-  for (int j = n; j < nn; j++)
-    row[j] = -INFINITY;
-  const float m = dd__max(row, nn);
-  for (int j = 0; j < nn; j++)
-    row[j] = dd__exp(row[j] - m);
-  const float inv = 1.0f / dd__sum(row, nn);
-  for (int j = 0; j < nn; j++)
-    row[j] *= inv;
-  for (int j = n; j < L; j++)
-    row[j] = 0.0f;
+ * nothing); after the scaling they are set to 0 (a NaN row, from a NaN
+ * score, leaves them 0 too), and whole blocks of zeros follow up to L. The
+ * rows are short (64 keys in the example), so branches that change from row
+ * to row would cost more than the arithmetic. */
+static DD_WIDE void softmax_row(float *row, int n, int L) {
+  const int nn = (int)dd__lane_pad(n), last = nn - DD_LANES;
+  const dd__ivec live = dd__lanes_below(n - last);
+  dd__store(row + last, dd__select(live, dd__load(row + last), (dd__vec){0} - INFINITY));
+  const float m = dd__max_blocks(row, nn);
+  dd__vec sum = {0}; /* the sum as dd__sum's */
+  for (int k = 0; k < nn; k += DD_LANES) {
+    for (int j = k; j < k + DD_LANES; j++)
+      row[j] = dd__exp(row[j] - m);
+    sum += dd__load(row + k);
+  }
+  const float inv = 1.0f / dd__lanes_total(sum, row, 0);
+  for (int k = 0; k < nn; k += DD_LANES)
+    dd__store(row + k, dd__load(row + k) * inv);
+  dd__store(row + last, dd__select(live, dd__load(row + last), (dd__vec){0}));
+  for (int k = nn; k < L; k += DD_LANES)
+    dd__store(row + k, (dd__vec){0});
 }
 
-/* every head's rows of one sample, out of line so that the row loops get
- * 512-bit vectors (DD_WIDE) */
-static DD_WIDE __attribute__((noinline)) void softmax_rows(float *P, int H, int L, int T, bool causal) {
-  for (int h = 0; h < H; h++)
-    for (int i = 0; i < L; i++)
-      softmax_row(P + (int64_t)h * T * T + (int64_t)i * T, causal ? i + 1 : L, L, T);
+/* the L rows of one head, out of line so that the row loops get 512-bit
+ * vectors (DD_WIDE) */
+static DD_WIDE __attribute__((noinline)) void softmax_rows(float *P, int64_t Tp, int L, bool causal) {
+  for (int i = 0; i < L; i++)
+    softmax_row(P + i * Tp, causal ? i + 1 : L, L);
+}
+
+/* Through dropout (a kept entry has Pd != 0 unless P is 0, where dS is 0
+ * anyway) and the softmax, row by row: dS = P (dP - sum_j P dP), zero at the
+ * masked keys up to L. In whole blocks as the forward: the last block's
+ * masked lanes of dP (products with future keys, or stale) are set to 0
+ * first, where P is 0, so they add exact zeros to the sum (the order of
+ * dd__dot's). */
+static DD_WIDE __attribute__((noinline)) void softmax_backward_rows(float *dS, const float *P, const float *Pd,
+                                                                    int64_t Tp, int L, bool causal, float drop_scale) {
+  for (int i = 0; i < L; i++) {
+    const int n = causal ? i + 1 : L, nn = (int)dd__lane_pad(n), last = nn - DD_LANES;
+    float *ds = dS + i * Tp;
+    const float *pr = P + i * Tp;
+    dd__store(ds + last, dd__select(dd__lanes_below(n - last), dd__load(ds + last), (dd__vec){0}));
+    if (Pd) {
+      const float *pd = Pd + i * Tp;
+      for (int k = 0; k < nn; k += DD_LANES)
+        dd__store(ds + k, dd__select(dd__load(pd + k) != 0.0f, dd__load(ds + k) * drop_scale, (dd__vec){0}));
+    }
+    dd__vec acc = {0};
+    for (int k = 0; k < nn; k += DD_LANES)
+      acc += dd__load(pr + k) * dd__load(ds + k);
+    const float dot = dd__lanes_total(acc, ds, 0);
+    for (int k = 0; k < nn; k += DD_LANES)
+      dd__store(ds + k, dd__load(pr + k) * (dd__load(ds + k) - dot));
+    for (int k = nn; k < L; k += DD_LANES)
+      dd__store(ds + k, (dd__vec){0});
+  }
 }
 
 static int attention_forward(dd_layer *l, const dd_pass *p, const float *x, float *y) {
   attn a = layout(l, p);
   const int T = a.T, D = a.D, H = a.H, E = a.E, D3 = 3 * a.D;
-  const int64_t TT = (int64_t)T * T;
+  const int64_t Tp = a.Tp, HP = H * T * Tp;
   dd_dense_forward(a.qkv, x, a.Wqkv, a.bqkv, a.B * T, D, D3);
   const float keep_scale = a.dropout ? 1.0f / (1.0f - a.p) : 1.0f;
   for (int b = 0; b < a.B; b++) {
-    const int L = (int)dd__valid_steps(p, b, T);
-    const float *q = a.qkv + (int64_t)b * T * D3, *k = q + D, *v = q + 2 * D;
-    float *P = a.P + b * H * TT, *att = a.att + (int64_t)b * T * D;
+    const int L = (int)dd__valid_steps(p, b, T), Lp = (int)dd__lane_pad(L);
+    float *att = a.att + (int64_t)b * T * D;
     memset(att + (int64_t)L * D, 0, sizeof(float) * (size_t)(T - L) * (size_t)D);
     if (L == 0)
       continue;
-    dd_tensor_gemm_batch(false, true, L, L, E, a.scale, q, D3, E, k, D3, E, 0.0f, P, T, TT, H);
-    softmax_rows(P, H, L, T, a.causal);
-    const float *Puse = P;
-    if (a.dropout) {
-      /* the dropout layer's scheme: value e of the sample at global position
-       * j in step t is dropped iff u(hash(seed, t, j, layer, e)) < p */
-      const uint64_t key =
-          dd_hash3(p->seed, (uint64_t)p->step, (uint64_t)(p->sample0 + b) ^ ((uint64_t)l->index << 48));
-      float *Pd = a.Pd + b * H * TT;
-      for (int h = 0; h < H; h++)
+    /* the dropout layer's scheme: value e of the sample at global position
+     * j in step t is dropped iff u(hash(seed, t, j, layer, e)) < p, e the
+     * index of the probability in [H, T, T] */
+    const uint64_t key =
+        a.dropout ? dd_hash3(p->seed, (uint64_t)p->step, (uint64_t)(p->sample0 + b) ^ ((uint64_t)l->index << 48)) : 0;
+    for (int h = 0; h < H; h++) {
+      const float *q = a.qkv + (int64_t)b * T * D3 + h * E, *k = q + D, *v = q + 2 * D;
+      float *P = a.P + b * HP + h * T * Tp;
+      dd__attn_pack_t(a.packed, k, D3, L, Lp, E);
+      dd__attn_dot_rows(P, (int)Tp, q, D3, a.packed, Lp, L, L, E, a.scale, a.causal);
+      softmax_rows(P, Tp, L, a.causal);
+      const float *Puse = P;
+      if (a.dropout) {
+        float *Pd = a.Pd + b * HP + h * T * Tp;
         for (int i = 0; i < L; i++) {
-          const int64_t r = h * TT + (int64_t)i * T;
+          const int64_t r = ((int64_t)h * T + i) * T;
           for (int j = 0; j < L; j++) {
             const bool kept = dd_hash_uniform(dd_hash3(key, (uint64_t)(r + j), 0x64726f70 /* "drop" */)) >= a.p;
-            Pd[r + j] = kept ? P[r + j] * keep_scale : 0.0f;
+            Pd[i * Tp + j] = kept ? P[i * Tp + j] * keep_scale : 0.0f;
           }
         }
-      Puse = Pd;
+        Puse = Pd;
+      }
+      dd__attn_axpy_rows(att + h * E, D, Puse, Tp, 1, v, D3, L, L, E, 1.0f, a.causal ? DD_ATTN_LOWER : DD_ATTN_ALL);
     }
-    dd_tensor_gemm_batch(false, false, L, E, L, 1.0f, Puse, T, TT, v, D3, E, 0.0f, att, D, E, H);
   }
   dd_dense_forward(y, a.att, a.Wproj, a.bproj, a.B * T, D, D);
   for (int b = 0; p->lengths && b < a.B; b++) {
@@ -220,7 +274,7 @@ static int attention_backward(dd_layer *l, const dd_pass *p, const float *x, con
   (void)y;
   attn a = layout(l, p);
   const int T = a.T, D = a.D, H = a.H, E = a.E, D3 = 3 * a.D;
-  const int64_t TT = (int64_t)T * T;
+  const int64_t Tp = a.Tp, HP = H * T * Tp;
   /* output projection; att is zero at padding steps, so only the bias needs the mask */
   dd_dense_backward(a.datt, a.dWproj, NULL, dy, a.att, a.Wproj, a.B * T, D, D);
   for (int b = 0; a.dbproj && b < a.B; b++) {
@@ -232,38 +286,27 @@ static int attention_backward(dd_layer *l, const dd_pass *p, const float *x, con
     }
   }
   const float drop_scale = a.dropout ? 1.0f / (1.0f - a.p) : 1.0f;
+  const int lower = a.causal ? DD_ATTN_LOWER : DD_ATTN_ALL, upper = a.causal ? DD_ATTN_UPPER : DD_ATTN_ALL;
   for (int b = 0; b < a.B; b++) {
-    const int L = (int)dd__valid_steps(p, b, T);
-    const float *q = a.qkv + (int64_t)b * T * D3, *k = q + D, *v = q + 2 * D;
-    const float *P = a.P + b * H * TT, *Pd = a.dropout ? a.Pd + b * H * TT : NULL;
-    const float *dO = a.datt + (int64_t)b * T * D;
-    float *dq = a.dqkv + (int64_t)b * T * D3, *dk = dq + D, *dv = dq + 2 * D;
-    memset(dq + (int64_t)L * D3, 0, sizeof(float) * (size_t)(T - L) * (size_t)D3);
+    const int L = (int)dd__valid_steps(p, b, T), Lp = (int)dd__lane_pad(L);
+    float *dqkv = a.dqkv + (int64_t)b * T * D3;
+    memset(dqkv + (int64_t)L * D3, 0, sizeof(float) * (size_t)(T - L) * (size_t)D3);
     if (L == 0)
       continue;
-    /* dP' = dO v^T, dv = P'^T dO */
-    dd_tensor_gemm_batch(false, true, L, L, E, 1.0f, dO, D, E, v, D3, E, 0.0f, a.dS, T, TT, H);
-    dd_tensor_gemm_batch(true, false, L, E, L, 1.0f, Pd ? Pd : P, T, TT, dO, D, E, 0.0f, dv, D3, E, H);
-    /* through dropout (a kept entry has Pd != 0 unless P is 0, where dS is 0
-     * anyway) and the softmax: dS = P (dP - sum_j P dP) */
-    for (int h = 0; h < H; h++)
-      for (int i = 0; i < L; i++) {
-        const int64_t r = h * TT + (int64_t)i * T;
-        const int n = a.causal ? i + 1 : L;
-        float *ds = a.dS + r;
-        const float *pr = P + r;
-        if (Pd)
-          for (int j = 0; j < n; j++)
-            ds[j] = Pd[r + j] != 0.0f ? ds[j] * drop_scale : 0.0f;
-        const float dot = dd__dot(pr, ds, n);
-        for (int j = 0; j < n; j++)
-          ds[j] = pr[j] * (ds[j] - dot);
-        for (int j = n; j < L; j++)
-          ds[j] = 0.0f;
-      }
-    /* S = scale q k^T: dq = scale dS k, dk = scale dS^T q */
-    dd_tensor_gemm_batch(false, false, L, E, L, a.scale, a.dS, T, TT, k, D3, E, 0.0f, dq, D3, E, H);
-    dd_tensor_gemm_batch(true, false, L, E, L, a.scale, a.dS, T, TT, q, D3, E, 0.0f, dk, D3, E, H);
+    for (int h = 0; h < H; h++) {
+      const float *q = a.qkv + (int64_t)b * T * D3 + h * E, *k = q + D, *v = q + 2 * D;
+      const float *P = a.P + b * HP + h * T * Tp, *Pd = a.dropout ? a.Pd + b * HP + h * T * Tp : NULL;
+      const float *dO = a.datt + (int64_t)b * T * D + h * E;
+      float *dq = dqkv + h * E, *dk = dq + D, *dv = dq + 2 * D;
+      /* dP' = dO v^T, dv = P'^T dO */
+      dd__attn_pack_t(a.packed, v, D3, L, Lp, E);
+      dd__attn_dot_rows(a.dS, (int)Tp, dO, D, a.packed, Lp, L, L, E, 1.0f, a.causal);
+      dd__attn_axpy_rows(dv, D3, Pd ? Pd : P, 1, Tp, dO, D, L, L, E, 1.0f, upper);
+      softmax_backward_rows(a.dS, P, Pd, Tp, L, a.causal, drop_scale);
+      /* S = scale q k^T: dq = scale dS k, dk = scale dS^T q */
+      dd__attn_axpy_rows(dq, D3, a.dS, Tp, 1, k, D3, L, L, E, a.scale, lower);
+      dd__attn_axpy_rows(dk, D3, a.dS, 1, Tp, q, D3, L, L, E, a.scale, upper);
+    }
   }
   dd_dense_backward(dx, a.dWqkv, a.dbqkv, a.dqkv, x, a.Wqkv, a.B * T, D, D3);
   return DD_OK;

@@ -44,6 +44,10 @@ static inline dd__vec dd__load(const float *x) {
   return v;
 }
 
+static inline void dd__store(float *x, dd__vec v) {
+  memcpy(x, &v, sizeof v);
+}
+
 /* the lanes of v, the tail x[0..k) added to the first k (k < DD_LANES), summed pairwise
  * (lane j += lane j + w for w = 8, 4, 2, 1: shuffles, no trip through memory) */
 static inline float dd__lanes_total(dd__vec v, const float *tail, int64_t k) {
@@ -94,20 +98,48 @@ static inline float dd__sum_sqdev(const float *x, float m, int64_t n) {
   return dd__lanes_total(a, t, n - i);
 }
 
-/* max x[i], n >= 1 (a NaN may be skipped here; it reaches the result through
- * the exp that follows every use) */
 typedef int32_t dd__ivec __attribute__((vector_size(DD_LANES * sizeof(int32_t))));
 
+/* the larger of a and b in each lane (either where one is NaN, as dd__max) */
+static inline dd__vec dd__vmax(dd__vec a, dd__vec b) {
+  const dd__ivec gt = a > b;
+  return (dd__vec)(((dd__ivec)a & gt) | ((dd__ivec)b & ~gt));
+}
+
+/* a where mask (all ones), else b, lane by lane */
+static inline dd__vec dd__select(dd__ivec mask, dd__vec a, dd__vec b) {
+  return (dd__vec)(((dd__ivec)a & mask) | ((dd__ivec)b & ~mask));
+}
+
+/* the lanes below k (all ones there, zeros from k on) */
+static inline dd__ivec dd__lanes_below(int k) {
+  const dd__ivec iota = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  return iota < k;
+}
+
+/* dd__max over whole lane blocks, n a positive multiple of DD_LANES: in
+ * vectors throughout (the rows of attention's softmax are short, and the
+ * scalar tail and reduction of dd__max cost as much as the row) */
+static inline float dd__max_blocks(const float *x, int64_t n) {
+  dd__vec m = dd__load(x);
+  for (int64_t i = DD_LANES; i < n; i += DD_LANES)
+    m = dd__vmax(dd__load(x + i), m);
+  m = dd__vmax(m, __builtin_shufflevector(m, m, 8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7));
+  m = dd__vmax(m, __builtin_shufflevector(m, m, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3));
+  m = dd__vmax(m, __builtin_shufflevector(m, m, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1));
+  m = dd__vmax(m, __builtin_shufflevector(m, m, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
+  return m[0];
+}
+
+/* max x[i], n >= 1 (a NaN may be skipped here; it reaches the result through
+ * the exp that follows every use) */
 static inline float dd__max(const float *x, int64_t n) {
   float a[DD_LANES];
   int64_t i = 0;
   if (n >= DD_LANES) {
     dd__vec m = dd__load(x);
-    for (i = DD_LANES; i + DD_LANES <= n; i += DD_LANES) {
-      const dd__vec v = dd__load(x + i);
-      const dd__ivec gt = v > m;
-      m = (dd__vec)(((dd__ivec)v & gt) | ((dd__ivec)m & ~gt));
-    }
+    for (i = DD_LANES; i + DD_LANES <= n; i += DD_LANES)
+      m = dd__vmax(dd__load(x + i), m);
     memcpy(a, &m, sizeof a);
   } else {
     for (int j = 0; j < DD_LANES; j++)

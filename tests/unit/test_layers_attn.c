@@ -5,6 +5,7 @@
  * independence of the rank split, setup errors, the vectorised exp. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../src/layers/sequtil.h"
@@ -131,73 +132,102 @@ static void lane_sums(void) {
   CHECK(dd__max(neg, 3) == -5.0f);
 }
 
-/* Attention forward on 20 steps against the same math in double: rows of
- * 17..20 visible keys (tails) and of fewer than 16 (padded to a lane block
- * with -inf). The gradient checks cannot see a softmax normalised over the
- * wrong keys (its Jacobian has the same form), so the values are checked
- * here. Float32 products of 4 terms and softmax rows of at most 20 keys of
- * order-1 values: 2e-6 absolute is 20x the rounding. */
-static void attention_values_long(void) {
-  enum { B = 3, T = 20, D = 8, H = 2, E = D / H };
-  const int32_t len[B] = {20, 17, 9};
-  for (int causal = 0; causal < 2; causal++) {
-    dd_layer_spec s[] = {attention(H, causal)};
-    dd_model *m = build(s, 1, (dd_shape){2, {T, D}}, B);
-    if (!m)
-      return;
-    dd_model_init_params(m, 11);
-    const dd_layer *l = &m->layers[0];
-    const float *Wq = param_of(l, "qkv_weight"), *bq = param_of(l, "qkv_bias"), *Wp = param_of(l, "proj_weight"),
-                *bp = param_of(l, "proj_bias");
-    if (!Wq || !bq || !Wp || !bp)
-      return;
-    for (int i = 0; i < B * T * D; i++)
-      m->acts[0][i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
-    dd_pass p = {.B = B, .B_global = B, .lengths = len};
-    CHECK_OK(dd_model_forward(m, &p));
-    double worst = 0;
-    for (int b = 0; b < B; b++) {
-      const int L = len[b];
-      const float *x = m->acts[0] + b * T * D, *y = m->acts[1] + b * T * D;
-      double qkv[T][3 * D], o[T][D];
-      for (int t = 0; t < T; t++)
-        for (int c = 0; c < 3 * D; c++) {
-          qkv[t][c] = bq[c];
+/* Attention forward against the same math in double, at two shapes:
+ * 20 steps of 2 heads of 4 channels (rows of 17..20 visible keys, tails, and
+ * of fewer than 16, padded to a lane block with -inf), and 70 steps of 2
+ * heads of 53 channels with lengths 70, 61, 5 (the per-head kernels'
+ * whole tiles, their row tails of 4 and 1, key blocks past the fourth, and
+ * channel chunks of 32, 16 and a scalar tail of 5). The gradient checks
+ * cannot see a softmax normalised over the wrong keys (its Jacobian has the
+ * same form), nor a tile of scores never computed where they run only
+ * small shapes, so the values are checked here, with weights of order
+ * 1 / sqrt(D) (outputs of order 1). The bound: a float32 sum of n order-1
+ * terms rounds by about sqrt(n) 6e-8, at worst n 6e-8; the longest chain is
+ * D + E + T terms (projection, scores, weighted values), under 250, so
+ * 2e-5 is above the worst case (1.5e-5) and 20x the typical error, while a
+ * tile of scores left uncomputed or a softmax over the wrong keys errs by
+ * 0.01 to 1. */
+static double attention_max_error(int B, int T, int D, int H, const int32_t *len, bool causal) {
+  const int E = D / H;
+  dd_layer_spec s[] = {attention(H, causal)};
+  dd_model *m = build(s, 1, (dd_shape){2, {T, D}}, B);
+  if (!m)
+    return INFINITY;
+  const dd_layer *l = &m->layers[0];
+  /* weights of order 1 / sqrt(D): q, k, v and the scores of order 1, so the
+   * softmax is neither flat nor one-hot */
+  for (int j = 0; j < l->nparam; j++)
+    for (int64_t i = 0; i < l->param[j].size; i++)
+      l->param[j].data[i] = (float)(((i * 29 + j) % 19) / 9.0 - 1.0) * 2.0f / sqrtf((float)D);
+  const float *Wq = param_of(l, "qkv_weight"), *bq = param_of(l, "qkv_bias"), *Wp = param_of(l, "proj_weight"),
+              *bp = param_of(l, "proj_bias");
+  double *qkv = calloc((size_t)T * 3 * D, sizeof(double)), *o = calloc((size_t)T * D, sizeof(double)),
+         *sc = calloc((size_t)T, sizeof(double));
+  double worst = INFINITY;
+  if (!Wq || !bq || !Wp || !bp || !qkv || !o || !sc)
+    goto done;
+  for (int i = 0; i < B * T * D; i++)
+    m->acts[0][i] = (float)((i * 37) % 23) / 11.0f - 1.0f;
+  dd_pass p = {.B = B, .B_global = B, .lengths = len};
+  CHECK_OK(dd_model_forward(m, &p));
+  worst = 0;
+  for (int b = 0; b < B; b++) {
+    const int L = len[b];
+    const float *x = m->acts[0] + b * T * D, *y = m->acts[1] + b * T * D;
+    for (int t = 0; t < T; t++)
+      for (int c = 0; c < 3 * D; c++) {
+        qkv[t * 3 * D + c] = bq[c];
+        for (int d = 0; d < D; d++)
+          qkv[t * 3 * D + c] += (double)x[t * D + d] * Wq[c * D + d];
+      }
+    memset(o, 0, sizeof(double) * (size_t)T * (size_t)D);
+    for (int h = 0; h < H; h++)
+      for (int i = 0; i < L; i++) {
+        const int n = causal ? i + 1 : L;
+        double mx = -1e300, sum = 0;
+        for (int j = 0; j < n; j++) {
+          sc[j] = 0;
+          for (int e = 0; e < E; e++)
+            sc[j] += qkv[i * 3 * D + h * E + e] * qkv[j * 3 * D + D + h * E + e];
+          sc[j] /= sqrt((double)E);
+          mx = sc[j] > mx ? sc[j] : mx;
+        }
+        for (int j = 0; j < n; j++)
+          sum += (sc[j] = exp(sc[j] - mx));
+        for (int j = 0; j < n; j++)
+          for (int e = 0; e < E; e++)
+            o[i * D + h * E + e] += sc[j] / sum * qkv[j * 3 * D + 2 * D + h * E + e];
+      }
+    for (int t = 0; t < T; t++)
+      for (int c = 0; c < D; c++) {
+        double want = 0;
+        if (t < L) {
+          want = bp[c];
           for (int d = 0; d < D; d++)
-            qkv[t][c] += (double)x[t * D + d] * Wq[c * D + d];
+            want += o[t * D + d] * Wp[c * D + d];
         }
-      memset(o, 0, sizeof o);
-      for (int h = 0; h < H; h++)
-        for (int i = 0; i < L; i++) {
-          const int n = causal ? i + 1 : L;
-          double sc[T], mx = -1e300, sum = 0;
-          for (int j = 0; j < n; j++) {
-            sc[j] = 0;
-            for (int e = 0; e < E; e++)
-              sc[j] += qkv[i][h * E + e] * qkv[j][D + h * E + e];
-            sc[j] /= sqrt((double)E);
-            mx = sc[j] > mx ? sc[j] : mx;
-          }
-          for (int j = 0; j < n; j++)
-            sum += (sc[j] = exp(sc[j] - mx));
-          for (int j = 0; j < n; j++)
-            for (int e = 0; e < E; e++)
-              o[i][h * E + e] += sc[j] / sum * qkv[j][2 * D + h * E + e];
-        }
-      for (int t = 0; t < T; t++)
-        for (int c = 0; c < D; c++) {
-          double want = 0;
-          if (t < L) {
-            want = bp[c];
-            for (int d = 0; d < D; d++)
-              want += o[t][d] * Wp[c * D + d];
-          }
-          worst = worst_of(worst, fabs((double)y[t * D + c] - want));
-        }
-    }
-    if (!(worst <= 2e-6))
-      DD_FAIL_AT("attention %s, 20 steps: max |y - double reference| = %.3g > 2e-6", causal ? "causal" : "full", worst);
-    dd_model_free(m);
+        worst = worst_of(worst, fabs((double)y[t * D + c] - want));
+      }
+  }
+done:
+  free(qkv);
+  free(o);
+  free(sc);
+  dd_model_free(m);
+  return worst;
+}
+
+static void attention_values_long(void) {
+  const int32_t len20[3] = {20, 17, 9}, len70[3] = {70, 61, 5};
+  for (int causal = 0; causal < 2; causal++) {
+    const double w20 = attention_max_error(3, 20, 8, 2, len20, causal),
+                 w70 = attention_max_error(3, 70, 106, 2, len70, causal);
+    if (!(w20 <= 2e-5))
+      DD_FAIL_AT("attention %s, 20 steps: max |y - double reference| = %.3g > 2e-5", causal ? "causal" : "full", w20);
+    if (!(w70 <= 2e-5))
+      DD_FAIL_AT("attention %s, 70 steps x 53 channels per head: max |y - double reference| = %.3g > 2e-5",
+                 causal ? "causal" : "full", w70);
+    printf("  attention %s: max error %.3g (20 steps), %.3g (70 steps)\n", causal ? "causal" : "full", w20, w70);
   }
 }
 
@@ -229,6 +259,17 @@ static void attention_gradients(void) {
     for (int causal = 0; causal < 2; causal++) {
       dd_layer_spec s[] = {attention(2, causal)};
       CHECK_GRADS(causal ? "attention causal, 20 steps, lengths" : "attention full, 20 steps, lengths", s, 1, in20, &o);
+    }
+    /* 70 steps of 2 heads of 53 channels: every path of the per-head
+     * kernels (whole tiles and row tails, key blocks past the fourth,
+     * channel chunks of 32 and 16 and a scalar tail) in the backward too */
+    int32_t len70[3] = {70, 61, 5};
+    o.lengths = len70;
+    dd_shape in70 = {2, {70, 106}};
+    for (int causal = 0; causal < 2; causal++) {
+      dd_layer_spec s[] = {attention(2, causal)};
+      CHECK_GRADS(causal ? "attention causal, 70 steps, E = 53, lengths" : "attention full, 70 steps, E = 53, lengths",
+                  s, 1, in70, &o);
     }
   }
   dd_gc_opts o;
