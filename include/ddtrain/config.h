@@ -41,6 +41,7 @@ typedef struct dd_config {
   /* train */
   int64_t batch_size, epochs, max_steps, seed, threads, log_every;
   int64_t accum_steps;  /* micro-batches per rank per optimizer step */
+  int64_t micro_batch;  /* > 0: the most samples per rank in one forward/backward (sets accum_steps) */
   double timeout;       /* watchdog deadline in seconds (0 = off) */
   double peak_gflops;   /* one rank's peak for MFU (0 = measure) */
   char trace_steps[64]; /* "FIRST:END" steps to trace, "" = none */

@@ -131,6 +131,10 @@ static const field train_fields[] = {
      "BLAS threads per rank; 0 = SLURM_CPUS_PER_TASK, OPENBLAS_NUM_THREADS or cores / ranks per node"},
     {"accum_steps", F_I64, OFF(accum_steps), 0, 1, 1e6, "1",
      "gradient accumulation: micro-batches per rank per step, still one allreduce per step"},
+    {"micro_batch", F_I64, OFF(micro_batch), 0, 0, 1e12, "0",
+     "the most samples a rank runs through forward and backward at once: its share of a step in ceil(share / "
+     "micro_batch) micro-batches, as accum_steps (0 = off); small micro-batches keep activations in cache "
+     "(docs/optimizers.md)"},
     {"log_every", F_I64, OFF(log_every), 0, 0, 1e12, "50",
      "write a step record to the metrics log every N steps (0 = epochs only)"},
     {"metrics", F_STR, STR(metrics), 0, 0, "", "JSON Lines metrics log; default <checkpoint.dir>/metrics.jsonl"},

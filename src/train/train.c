@@ -328,12 +328,21 @@ static int setup(run *r) {
                     "lower the batch size or set data.drop_last: false",
                     (long long)r->tr.n, (long long)B);
   const int64_t local_max = (B + r->P - 1) / r->P;
-  if (cfg->accum_steps > local_max)
+  int64_t accum = cfg->accum_steps;
+  if (cfg->micro_batch > 0) {
+    if (cfg->accum_steps != 1)
+      return dd_error(DD_ECONFIG,
+                      "train.micro_batch = %lld and train.accum_steps = %lld both split the step; set one of them "
+                      "(micro_batch: N runs each rank's share in ceil(share / N) micro-batches)",
+                      (long long)cfg->micro_batch, (long long)cfg->accum_steps);
+    accum = (local_max + cfg->micro_batch - 1) / cfg->micro_batch;
+  }
+  if (accum > local_max)
     return dd_error(DD_ECONFIG,
                     "train.accum_steps = %lld is more than the %lld sample(s) per rank of train.batch_size = %lld at "
                     "%d rank(s); every micro-batch needs a sample: lower train.accum_steps or raise train.batch_size",
                     (long long)cfg->accum_steps, (long long)local_max, (long long)B, r->P);
-  r->accum = (int)cfg->accum_steps;
+  r->accum = (int)accum;
   /* activations are sized for one micro-batch */
   const int64_t micro_max = (local_max + r->accum - 1) / r->accum;
   if (micro_max > 0x7fffffff)

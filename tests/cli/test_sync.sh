@@ -110,6 +110,11 @@ same "bucket size" big2 off2 0
 expect_ok "accumulation over 2 micro-batches, overlap thread" 2 train s.yaml train.accum_steps=2 comm.overlap=thread checkpoint.dir=acc2
 expect_ok "accumulation over 2 micro-batches, overlap off" 2 train s.yaml train.accum_steps=2 comm.overlap=off checkpoint.dir=acc2off
 same "accumulation: thread vs off" acc2 acc2off 0
+# train.micro_batch: 8 of each rank's 16 samples at a time is accum_steps 2, bit for bit
+expect_ok "micro-batches of 8, 2 ranks" 2 train s.yaml train.micro_batch=8 comm.overlap=off checkpoint.dir=mb8
+same "micro_batch 8 == accum_steps 2" mb8 acc2off 0
+expect_error "micro_batch and accum_steps together" 2 1 "set one of them" train s.yaml train.micro_batch=8 \
+    train.accum_steps=2 checkpoint.dir=mbboth
 for mode in thread poll; do
     expect_ok "bf16 gradients, overlap $mode, 2 ranks" 2 train s.yaml comm.grad_dtype=bf16 comm.overlap=$mode checkpoint.dir=bf$mode
 done

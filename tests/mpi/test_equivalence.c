@@ -65,6 +65,15 @@ static const eq_case cases[] = {
      0,
      1e-5,
      "train.accum_steps=1"},
+    /* train.micro_batch: 2 samples at a time on every rank (12 / N per rank in ceil(12 / N / 2) micro-batches) */
+    {"mlp-micro2-vs-whole",
+     "model: {layers: [{type: dense, units: 16}, relu, {type: dense, units: 5}]}\n"
+     "optim: {name: sgd, lr: 0.1, momentum: 0.9}\n"
+     "train: {batch_size: 12, epochs: 2, seed: 5, micro_batch: 2}\n",
+     {.samples = 50, .features = 8, .classes = 5, .noise = 0.3, .seed = 1},
+     0,
+     1e-5,
+     "train.micro_batch=0"},
     {"mlp-accum1-vs-4",
      "model: {layers: [{type: dense, units: 12}, relu, {type: dense, units: 3}]}\n"
      "optim: {name: sgd, lr: 0.1}\n"

@@ -220,6 +220,7 @@ static void optim_errors_name_the_key(void) {
   OPTIM_ERROR("optim: {name: sgd, betas: [0.9, 0.99]}", "optim.betas does not apply to optim.name sgd", NULL);
   OPTIM_ERROR("optim: {name: adam, nesterov: true}", "optim.nesterov does not apply", NULL);
   OPTIM_ERROR("train: {accum_steps: 0}", "train.accum_steps", "got '0'");
+  OPTIM_ERROR("train: {micro_batch: -4}", "train.micro_batch", "got '-4'");
 #undef OPTIM_ERROR
   /* a key of the old optimizer can be reset to auto when switching on the command line */
   char *ov[] = {"optim.name=adam", "optim.momentum=auto", "optim.nesterov=false"};
@@ -232,15 +233,16 @@ static void optim_errors_name_the_key(void) {
     CHECK(isnan(c->optim.momentum));
   }
   dd_config_free(c);
-  char *ov2[] = {"optim.betas=[0.5,0.75]",    "optim.name=adamw",     "optim.momentum=",    "schedule.name=multistep",
-                 "schedule.milestones=[3,8]", "schedule.unit=epochs", "train.accum_steps=4"};
-  CHECK_OK(dd_config_parse(good, "run.yaml", 7, ov2, &c));
+  char *ov2[] = {"optim.betas=[0.5,0.75]",    "optim.name=adamw",     "optim.momentum=",     "schedule.name=multistep",
+                 "schedule.milestones=[3,8]", "schedule.unit=epochs", "train.accum_steps=4", "train.micro_batch=6"};
+  CHECK_OK(dd_config_parse(good, "run.yaml", 8, ov2, &c));
   if (c) {
     CHECK_NEAR(c->optim.betas[1], 0.75, 1e-15);
     CHECK_NEAR(c->optim.weight_decay, 0.01, 1e-15);
     CHECK_INT(c->schedule.nmilestones, 2);
     CHECK_INT(c->schedule.milestones[1], 8);
     CHECK_INT(c->accum_steps, 4);
+    CHECK_INT(c->micro_batch, 6);
   }
   dd_config_free(c);
 }
