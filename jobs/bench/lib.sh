@@ -1,5 +1,5 @@
 # lib.sh - what the benchmark scripts share; sourced (from the repository's top) by run.sh, data.sh,
-# gpt.sh and kernels.sh.
+# gpt.sh, micro.sh and kernels.sh.
 #
 #   bench_setup      the packages (jobs/install-deps.sh bench), the release build, $ddtrain, $OUT and
 #                    bench-data/, OPENBLAS_NUM_THREADS=1 and mpirun's permission to run as root

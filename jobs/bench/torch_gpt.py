@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch tokens/s for the GPT of jobs/configs/gpt-char.yaml (the PyTorch side of jobs/bench/gpt.sh).
 
-    /usr/bin/python3 jobs/bench/torch_gpt.py --data X.h5 --mode single|ddp [--steps 60] [--batch 32]
+    /usr/bin/python3 jobs/bench/torch_gpt.py --data X.h5 --mode single|ddp [--steps 60] [--batch 32] [--micro N]
 
 The model is jobs/lib/ddtrain_torch.py's GPT (the module a ddtrain checkpoint loads into): 4 pre-LayerNorm
 blocks of 4 heads, D 128, context 64, MLP 512, tanh GELU, the output tied to the token embedding with a bias;
@@ -9,9 +9,12 @@ AdamW (lr 0.003, betas 0.9/0.95, weight decay 0.1 on the weight matrices only, t
 clip_grad_norm_ 1.0, float32, one thread per process. A step: zero_grad, forward, loss, backward, clip,
 step, on a global batch of --batch sequences of the file's x/y (in file order, wrapping). ddp: 2 processes
 (torch.multiprocessing spawn, gloo on loopback), each --batch / 2 sequences. 5 untimed steps, then --steps
-timed with perf_counter; prints one JSON line: tokens_per_s (global), steps, batch, T, mode.
+timed with perf_counter; prints one JSON line: tokens_per_s (global), steps, batch, T, mode, micro.
+--micro N: each process runs its share in micro-batches of N sequences (the losses scaled by N / share, the
+gradients accumulating; under DDP all but the last in no_sync()), as ddtrain's train.micro_batch does.
 """
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -52,11 +55,18 @@ def run(args, rank=0, world=1):
     B = args.batch // world
     N, T = x.shape
 
+    micro = args.micro if args.micro > 0 else B
+    chunks = [(c, min(micro, B - c)) for c in range(0, B, micro)]
+
     def step(i):
         lo = (i * args.batch + rank * B) % (N - B)
         opt.zero_grad(set_to_none=True)
-        _, loss = model(x[lo:lo + B], y[lo:lo + B])
-        loss.backward()
+        for k, (c, n) in enumerate(chunks):
+            last = k == len(chunks) - 1
+            ctx = model.no_sync() if world > 1 and not last else contextlib.nullcontext()
+            with ctx:
+                _, loss = model(x[lo + c:lo + c + n], y[lo + c:lo + c + n])
+                (loss * (n / B) if len(chunks) > 1 else loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
@@ -71,7 +81,7 @@ def run(args, rank=0, world=1):
         dist.barrier()
     dt = time.perf_counter() - t0
     return {"tokens_per_s": args.steps * args.batch * T / dt, "steps": args.steps, "batch": args.batch, "T": T,
-            "mode": args.mode, "torch": torch.__version__}
+            "mode": args.mode, "micro": micro, "torch": torch.__version__}
 
 
 def worker(rank, world, args, q):
@@ -89,6 +99,7 @@ def main():
     p.add_argument("--mode", choices=("single", "ddp"), default="single")
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--micro", type=int, default=0, help="sequences per micro-batch per process (0 = the whole share)")
     p.add_argument("--port", type=int, default=29511)
     args = p.parse_args()
     if args.mode == "single":
