@@ -123,6 +123,8 @@ static void lane_sums(void) {
       for (int i = 0; i < n; i++)
         want = x[i] > want ? x[i] : want;
       CHECK(dd__max(x, n) == want);
+      if (n % DD_LANES == 0) /* the block form the softmax uses */
+        CHECK(dd__max_blocks(x, n) == want);
       x[at] = NAN;
       CHECK(isnan(dd__sum(x, n)) && isnan(dd__dot(x, y, n)));
       x[at] = keep;
@@ -130,6 +132,17 @@ static void lane_sums(void) {
   }
   const float neg[3] = {-5.0f, -7.0f, -6.0f};
   CHECK(dd__max(neg, 3) == -5.0f);
+  /* the masked last block: lanes below k from a, the rest from b */
+  float a16[DD_LANES], b16[DD_LANES], r16[DD_LANES];
+  for (int i = 0; i < DD_LANES; i++) {
+    a16[i] = (float)i;
+    b16[i] = -1.0f - (float)i;
+  }
+  for (int k = 0; k <= DD_LANES; k++) {
+    dd__store(r16, dd__select(dd__lanes_below(k), dd__load(a16), dd__load(b16)));
+    for (int i = 0; i < DD_LANES; i++)
+      CHECK(r16[i] == (i < k ? a16[i] : b16[i]));
+  }
 }
 
 /* Attention forward against the same math in double, at two shapes:
