@@ -43,6 +43,7 @@ e = [x for x in map(json.loads, open('$log')) if x['event'] == 'epoch'][-1]
 print(e['samples_per_s'] * 64, e['mfu'], e['peak_flops'], e['flops_per_sample'])"
 }
 micro=$(sed -n 's/^ *micro_batch: *\([0-9]*\).*/\1/p' jobs/configs/gpt-char.yaml)
+micro=${micro:-0}
 # tor MODE MICRO: PyTorch's tokens/s
 tor() { "${torch_env[@]}" $PY jobs/bench/torch_gpt.py --data $d/licenses64.h5 --mode "$1" --micro "$2" --steps 60 |
         $PY -c "import json,sys; print(json.loads(sys.stdin.read())['tokens_per_s'])"; }

@@ -32,7 +32,7 @@
  * a whole number of 16-lane blocks, the row stride of the scores):
  *   qkv  [T, 3D]     the projection (q, k, v of step t in row t)
  *   att  [T, D]      head outputs side by side (the output projection's input)
- *   P    [H, T, Tp]  softmax probabilities (rows < L, columns < L used)
+ *   P    [H, T, Tp]  softmax probabilities (rows < L; columns < L, zeros to the block's end)
  *   Pd   [H, T, Tp]  after dropout (only with p > 0)
  *   dqkv [T, 3D]     backward: gradient of qkv
  *   datt [T, D]      backward: gradient of att
@@ -134,9 +134,12 @@ static int attention_setup(dd_layer *l) {
   if (!dd__spec_has(&l->spec, "p"))
     l->spec.p = 0.0; /* the shared default (0.5) is dropout's; attention dropout is off unless asked for */
   const int64_t B = l->max_batch;
-  if (3 * D * D > 0x7fffffff || B * T * 3 * D > 0x7fffffff || B * H * T * row_stride(T) > 0x7fffffff)
+  if (3 * D * D > 0x7fffffff || B * T * 3 * D > 0x7fffffff)
     return dd__layer_error(l, "%lld steps of %lld channels with batch %d exceed the 2^31 BLAS limit", (long long)T,
                            (long long)D, l->max_batch);
+  if (H * T * row_stride(T) > 0x7fffffff)
+    return dd__layer_error(l, "%lld heads of %lld x %lld scores exceed 2^31 values per sample", (long long)H,
+                           (long long)T, (long long)T);
   l->out = l->in;
   /* the two projections and the per-head q k^T and P v (the causal half counted whole, as computed) */
   l->flops = 2.0 * (double)T * (double)D * (double)(3 * D) + 4.0 * (double)T * (double)T * (double)D +
@@ -206,7 +209,8 @@ static DD_WIDE __attribute__((noinline)) void softmax_backward_rows(float *dS, c
     const int n = causal ? i + 1 : L, nn = (int)dd__lane_pad(n), last = nn - DD_LANES;
     float *ds = dS + i * Tp;
     const float *pr = P + i * Tp;
-    dd__store(ds + last, dd__select(dd__lanes_below(n - last), dd__load(ds + last), (dd__vec){0}));
+    const dd__ivec live = dd__lanes_below(n - last);
+    dd__store(ds + last, dd__select(live, dd__load(ds + last), (dd__vec){0}));
     if (Pd) {
       const float *pd = Pd + i * Tp;
       for (int k = 0; k < nn; k += DD_LANES)
@@ -218,6 +222,8 @@ static DD_WIDE __attribute__((noinline)) void softmax_backward_rows(float *dS, c
     const float dot = dd__lanes_total(acc, ds, 0);
     for (int k = 0; k < nn; k += DD_LANES)
       dd__store(ds + k, dd__load(pr + k) * (dd__load(ds + k) - dot));
+    /* exact zeros at the masked lanes again (P 0 there, but dot may be NaN) */
+    dd__store(ds + last, dd__select(live, dd__load(ds + last), (dd__vec){0}));
     for (int k = nn; k < L; k += DD_LANES)
       dd__store(ds + k, (dd__vec){0});
   }
@@ -255,6 +261,8 @@ static int attention_forward(dd_layer *l, const dd_pass *p, const float *x, floa
             const bool kept = dd_hash_uniform(dd_hash3(key, (uint64_t)(r + j), 0x64726f70 /* "drop" */)) >= a.p;
             Pd[i * Tp + j] = kept ? P[i * Tp + j] * keep_scale : 0.0f;
           }
+          for (int j = L; j < Lp; j++) /* the block's tail, which the backward loads */
+            Pd[i * Tp + j] = 0.0f;
         }
         Puse = Pd;
       }

@@ -5,7 +5,8 @@
 #include "attnprod.h"
 
 /* Tiles of 16 accumulators with AVX-512's 32 vector registers, 8 elsewhere
- * (AVX's 16 registers hold 8 of these 16-lane vectors) */
+ * (AVX's 16 registers hold 8 of these 16-lane vectors; SSE's only 4, so
+ * there the tiles spill, which costs speed only) */
 enum { TILE_ROWS = 4, AXPY_VECS = 2 };
 #ifdef __AVX512F__
 #define DOT_VECS 4 /* a macro: the dispatch below has its cases under #if */

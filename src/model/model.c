@@ -108,7 +108,8 @@ static int check_budget(const dd_model *m, const dd_model_spec *spec) {
   return dd_error(DD_ENOMEM,
                   "the model needs about %.0f MiB per rank (parameters and gradients %.0f MiB, optimizer state %.0f "
                   "MiB, activations and workspaces for %d sample(s) per micro-batch %.0f MiB) but this rank has about "
-                  "%.0f MiB (%s): lower train.batch_size or raise train.accum_steps, use a smaller model, run fewer "
+                  "%.0f MiB (%s): lower train.batch_size or train.micro_batch (or raise train.accum_steps), use a "
+                  "smaller model, run fewer "
                   "ranks per node, or give the job more memory (DD_MEM_CHECK=0 skips this check)",
                   total / MiB, arenas / MiB, extra / MiB, m->max_batch, act_bytes / MiB, spec->mem_budget / MiB,
                   spec->mem_budget_why ? spec->mem_budget_why : "its limit");

@@ -336,6 +336,11 @@ static int setup(run *r) {
                       "(micro_batch: N runs each rank's share in ceil(share / N) micro-batches)",
                       (long long)cfg->micro_batch, (long long)cfg->accum_steps);
     accum = (local_max + cfg->micro_batch - 1) / cfg->micro_batch;
+    if (accum > 1000000) /* the limit of accum_steps */
+      return dd_error(DD_ECONFIG,
+                      "train.micro_batch = %lld makes %lld micro-batches of the %lld samples per rank of "
+                      "train.batch_size = %lld, more than 1000000; raise train.micro_batch",
+                      (long long)cfg->micro_batch, (long long)accum, (long long)local_max, (long long)B);
   }
   if (accum > local_max)
     return dd_error(DD_ECONFIG,

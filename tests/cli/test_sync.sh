@@ -115,6 +115,8 @@ expect_ok "micro-batches of 8, 2 ranks" 2 train s.yaml train.micro_batch=8 comm.
 same "micro_batch 8 == accum_steps 2" mb8 acc2off 0
 expect_error "micro_batch and accum_steps together" 2 1 "set one of them" train s.yaml train.micro_batch=8 \
     train.accum_steps=2 checkpoint.dir=mbboth
+expect_error "micro_batch making more than 10^6 micro-batches" 1 1 "raise train.micro_batch" train s.yaml \
+    train.batch_size=3000000 train.micro_batch=1 checkpoint.dir=mbmany
 for mode in thread poll; do
     expect_ok "bf16 gradients, overlap $mode, 2 ranks" 2 train s.yaml comm.grad_dtype=bf16 comm.overlap=$mode checkpoint.dir=bf$mode
 done
