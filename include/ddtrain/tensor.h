@@ -14,13 +14,6 @@
 void dd_tensor_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                     const float *B, int ldb, float beta, float *C, int ldc);
 
-/* `count` GEMMs of one shape, the i-th on A + i*stride_a, B + i*stride_b,
- * C + i*stride_c (strides in floats): the heads of multi-head attention,
- * each a column block of the same [T, 3D] activation. */
-void dd_tensor_gemm_batch(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                          int64_t stride_a, const float *B, int ldb, int64_t stride_b, float beta, float *C, int ldc,
-                          int64_t stride_c, int count);
-
 /* Measured sgemm FLOP/s at the current thread count: the best 512^3
  * product over about `seconds` (the peak against which MFU is reported). */
 double dd_tensor_gemm_peak(double seconds);

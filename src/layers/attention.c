@@ -52,17 +52,12 @@ typedef struct attn {
   float *qkv, *att, *P, *Pd, *dqkv, *datt, *dS, *packed;
 } attn;
 
-/* a row of scores, padded to whole 16-lane blocks */
-static int64_t row_stride(int64_t T) {
-  return (T + DD_LANES - 1) / DD_LANES * DD_LANES;
-}
-
 static int64_t per_sample(int64_t T, int64_t D, int64_t H, bool dropout) {
-  return 8 * T * D + (dropout ? 2 : 1) * H * T * row_stride(T);
+  return 8 * T * D + (dropout ? 2 : 1) * H * T * dd__lane_pad(T);
 }
 
 static int64_t fixed(int64_t T, int64_t E) {
-  return (T + E) * row_stride(T);
+  return (T + E) * dd__lane_pad(T);
 }
 
 static dd_param *find(dd_layer *l, const char *name) {
@@ -94,7 +89,7 @@ static attn layout(dd_layer *l, const dd_pass *p) {
   a.bproj = bp ? bp->data : NULL;
   a.dbproj = bp ? bp->grad : NULL;
   /* regions sized for max_batch, laid out for this pass's B */
-  const int64_t T = a.T, D = a.D, H = a.H, B = l->max_batch, Tp = row_stride(a.T);
+  const int64_t T = a.T, D = a.D, H = a.H, B = l->max_batch, Tp = dd__lane_pad(a.T);
   a.Tp = Tp;
   float *w = l->ws;
   a.dS = w;
@@ -137,7 +132,7 @@ static int attention_setup(dd_layer *l) {
   if (3 * D * D > 0x7fffffff || B * T * 3 * D > 0x7fffffff)
     return dd__layer_error(l, "%lld steps of %lld channels with batch %d exceed the 2^31 BLAS limit", (long long)T,
                            (long long)D, l->max_batch);
-  if (H * T * row_stride(T) > 0x7fffffff)
+  if (H * T * dd__lane_pad(T) > 0x7fffffff)
     return dd__layer_error(l, "%lld heads of %lld x %lld scores exceed 2^31 values per sample", (long long)H,
                            (long long)T, (long long)T);
   l->out = l->in;

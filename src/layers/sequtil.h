@@ -100,15 +100,15 @@ static inline float dd__sum_sqdev(const float *x, float m, int64_t n) {
 
 typedef int32_t dd__ivec __attribute__((vector_size(DD_LANES * sizeof(int32_t))));
 
-/* the larger of a and b in each lane (either where one is NaN, as dd__max) */
-static inline dd__vec dd__vmax(dd__vec a, dd__vec b) {
-  const dd__ivec gt = a > b;
-  return (dd__vec)(((dd__ivec)a & gt) | ((dd__ivec)b & ~gt));
-}
-
 /* a where mask (all ones), else b, lane by lane */
 static inline dd__vec dd__select(dd__ivec mask, dd__vec a, dd__vec b) {
   return (dd__vec)(((dd__ivec)a & mask) | ((dd__ivec)b & ~mask));
+}
+
+/* the larger of a and b in each lane (b where either is NaN: a NaN may be
+ * skipped, and reaches the softmax's result through the exp that follows) */
+static inline dd__vec dd__vmax(dd__vec a, dd__vec b) {
+  return dd__select(a > b, a, b);
 }
 
 /* the lanes below k (all ones there, zeros from k on) */
@@ -117,9 +117,10 @@ static inline dd__ivec dd__lanes_below(int k) {
   return iota < k;
 }
 
-/* dd__max over whole lane blocks, n a positive multiple of DD_LANES: in
- * vectors throughout (the rows of attention's softmax are short, and the
- * scalar tail and reduction of dd__max cost as much as the row) */
+/* max x[i] over whole lane blocks, n a positive multiple of DD_LANES, in
+ * vectors throughout: attention's softmax pads its short rows with -inf to
+ * such blocks, where a scalar tail and reduction would cost as much as the
+ * row */
 static inline float dd__max_blocks(const float *x, int64_t n) {
   dd__vec m = dd__load(x);
   for (int64_t i = DD_LANES; i < n; i += DD_LANES)
@@ -129,28 +130,6 @@ static inline float dd__max_blocks(const float *x, int64_t n) {
   m = dd__vmax(m, __builtin_shufflevector(m, m, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1));
   m = dd__vmax(m, __builtin_shufflevector(m, m, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0));
   return m[0];
-}
-
-/* max x[i], n >= 1 (a NaN may be skipped here; it reaches the result through
- * the exp that follows every use) */
-static inline float dd__max(const float *x, int64_t n) {
-  float a[DD_LANES];
-  int64_t i = 0;
-  if (n >= DD_LANES) {
-    dd__vec m = dd__load(x);
-    for (i = DD_LANES; i + DD_LANES <= n; i += DD_LANES)
-      m = dd__vmax(dd__load(x + i), m);
-    memcpy(a, &m, sizeof a);
-  } else {
-    for (int j = 0; j < DD_LANES; j++)
-      a[j] = x[0];
-  }
-  for (int j = 0; i + j < n; j++)
-    a[j] = x[i + j] > a[j] ? x[i + j] : a[j];
-  for (int w = DD_LANES / 2; w > 0; w /= 2)
-    for (int j = 0; j < w; j++)
-      a[j] = a[j + w] > a[j] ? a[j + w] : a[j];
-  return a[0];
 }
 
 /* tanh as x p(x^2) / q(x^2) on [-8, 8] (the rational approximation Eigen

@@ -25,16 +25,6 @@ void dd_tensor_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha
               A, lda, B, ldb, beta, C, ldc);
 }
 
-void dd_tensor_gemm_batch(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                          int64_t stride_a, const float *B, int ldb, int64_t stride_b, float beta, float *C, int ldc,
-                          int64_t stride_c, int count) {
-  /* OpenBLAS 0.3.21 has no batched sgemm: one call each (the shapes of
-   * attention heads, 64 x 64 x 32, are large enough for that to cost little) */
-  for (int i = 0; i < count; i++)
-    dd_tensor_gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta,
-                   C + i * stride_c, ldc);
-}
-
 double dd_tensor_gemm_peak(double seconds) {
   enum { N = 512 };
   float *a = dd_alloc((size_t)3 * N * N, sizeof(float));
